@@ -1,0 +1,32 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// MoEKit: import, profile, slim, evaluate, serve and export Mixture-of-Experts models.
+// C libraries enter through the two system-library targets (CLMDB, CBLAS) and the
+// CKernels target of hot numeric kernels; nothing else links C.
+let package = Package(
+    name: "MoEKit",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "moekit", targets: ["moekit"]),
+        .library(name: "MoE", targets: ["MoE"]),
+        .library(name: "Routing", targets: ["Routing"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "CKernels"),
+        .target(name: "Routing"),
+        .target(name: "MoE", dependencies: ["Routing", "CBLAS", "CKernels"]),
+        .executableTarget(
+            name: "moekit",
+            dependencies: ["MoE", "Routing", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(name: "moekit-bench", dependencies: ["MoE", "Routing", "CBLAS"], path: "Benchmarks/moekit-bench"),
+        .testTarget(name: "RoutingTests", dependencies: ["Routing"]),
+        .testTarget(name: "MoETests", dependencies: ["MoE", "Routing"]),
+    ]
+)

@@ -1,0 +1,21 @@
+/// Qwen1.5/Qwen2-MoE: softmax router (renormalised only with `norm_topk_prob`), q/k/v bias,
+/// and a shared expert gated by sigmoid(shared_expert_gate · x).
+enum Qwen2MoE {
+    static func describe(_ config: HFConfig, file: String) throws -> ModelDescription {
+        let common = CommonConfig(config: config, file: file)
+        try common.rejectSlidingWindow()
+        let shared = (config.sharedExpertIntermediateSize ?? 0) > 0
+            ? SharedExpertDescription(intermediateSize: config.sharedExpertIntermediateSize!, gated: true) : nil
+        let moe = MoEDescription(
+            router: try common.softmaxRouter(normalize: config.normTopkProb ?? false),
+            expertIntermediateSize: try config.require(config.moeIntermediateSize, "moe_intermediate_size", file: file),
+            sharedExpert: shared)
+        return try common.description(
+            family: .qwen2Moe,
+            attention: try common.groupedAttention(qkvBias: config.qkvBias ?? true, qkNorm: .none),
+            rope: try common.rope(dimensions: try common.headDim),
+            layers: try common.qwenLayers(moe: moe),
+            names: TensorNames(sharedExpertModule: "shared_expert", sharedExpertGate: "shared_expert_gate"),
+            tiedByDefault: false)
+    }
+}

@@ -1,0 +1,25 @@
+/// Anything that can hand out named checkpoint tensors: a safetensors checkpoint
+/// directory today, the expert store tomorrow. Names are the checkpoint's own.
+public protocol TensorProvider: Sendable {
+    /// Human-readable location used in error messages.
+    var location: String { get }
+    func contains(_ name: String) -> Bool
+    func shape(_ name: String) throws -> [Int]
+    func matrix(_ name: String) throws -> Matrix
+}
+
+extension TensorProvider {
+    /// The tensor, after checking that its shape is exactly `expected`.
+    public func matrix(_ name: String, shape expected: [Int]) throws -> Matrix {
+        let actual = try shape(name)
+        guard actual == expected else {
+            throw CheckpointError.wrongShape(file: location, tensor: name, expected: expected, actual: actual)
+        }
+        return try matrix(name)
+    }
+
+    /// A 1-D tensor of `count` elements.
+    public func vector(_ name: String, count: Int) throws -> [Float] {
+        try matrix(name, shape: [count]).values
+    }
+}

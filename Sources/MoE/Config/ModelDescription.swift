@@ -1,0 +1,116 @@
+import Routing
+
+/// The supported checkpoint families (`model_type` in `config.json`).
+public enum ArchitectureFamily: String, Codable, Sendable, CaseIterable {
+    case mixtral
+    case qwen2Moe = "qwen2_moe"
+    case qwen3Moe = "qwen3_moe"
+    case olmoe
+    case deepseekV3 = "deepseek_v3"
+}
+
+/// One normalised description of a model, whatever family it comes from. The forward
+/// pass reads only this (plus tensors by the names in `names`), never `config.json`.
+public struct ModelDescription: Codable, Sendable, Equatable {
+    public var family: ArchitectureFamily
+    public var vocabularySize: Int
+    public var hiddenSize: Int
+    public var rmsNormEpsilon: Float
+    public var tieWordEmbeddings: Bool
+    public var maxPositionEmbeddings: Int
+    public var attention: AttentionDescription
+    public var rope: RoPEDescription
+    /// The feed-forward part of each decoder layer, in order.
+    public var layers: [FeedForwardDescription]
+    public var names: TensorNames
+    public var bosTokenID: Int?
+    public var eosTokenIDs: [Int]
+
+    public var layerCount: Int { layers.count }
+
+    /// Indices of the layers whose feed-forward is a mixture of experts.
+    public var moeLayerIndices: [Int] { layers.indices.filter { layers[$0].moe != nil } }
+
+    /// The MoE description of layer `index`, if it is an MoE layer.
+    public func moe(layer index: Int) -> MoEDescription? { layers[index].moe }
+}
+
+public struct AttentionDescription: Codable, Sendable, Equatable {
+    public enum QKNorm: String, Codable, Sendable {
+        case none
+        /// RMSNorm over each head's `head_dim` (Qwen3).
+        case perHead
+        /// RMSNorm over the whole q and k projections (OLMoE).
+        case wholeProjection
+    }
+
+    public var headCount: Int
+    public var keyValueHeadCount: Int
+    /// Query/key head size (for MLA: nope + rope parts).
+    public var queryKeyHeadDim: Int
+    public var valueHeadDim: Int
+    public var qkvBias: Bool
+    public var outputBias: Bool
+    public var qkNorm: QKNorm
+    public var clipQKV: Float?
+    /// Keys older than this many positions are masked (Mixtral's `sliding_window`).
+    public var slidingWindow: Int?
+    /// Multi-head latent attention parameters (DeepSeek-V3); nil for grouped-query attention.
+    public var latent: LatentAttentionDescription?
+    /// The factor applied to q·k before the softmax.
+    public var softmaxScale: Float
+}
+
+public struct LatentAttentionDescription: Codable, Sendable, Equatable {
+    public var queryLoraRank: Int?
+    public var keyValueLoraRank: Int
+    public var noPositionHeadDim: Int
+    public var ropeHeadDim: Int
+}
+
+public struct RoPEDescription: Codable, Sendable, Equatable {
+    public var theta: Double
+    /// Number of rotated dimensions per head.
+    public var dimensions: Int
+    /// DeepSeek rotates pairs (x0, x1), (x2, x3)…; the others rotate (x_i, x_{i+d/2}).
+    public var interleaved: Bool
+    public var kind: String
+    public var factor: Double?
+    public var originalMaxPositionEmbeddings: Int?
+    public var betaFast: Double?
+    public var betaSlow: Double?
+    public var mscale: Double?
+    public var mscaleAllDim: Double?
+    public var attentionFactor: Double?
+    public var truncate: Bool?
+}
+
+public enum FeedForwardDescription: Codable, Sendable, Equatable {
+    case dense(intermediateSize: Int)
+    case moe(MoEDescription)
+
+    public var moe: MoEDescription? {
+        if case let .moe(description) = self { return description }
+        return nil
+    }
+}
+
+public struct MoEDescription: Codable, Sendable, Equatable {
+    public var router: RouterConfig
+    public var expertIntermediateSize: Int
+    public var sharedExpert: SharedExpertDescription?
+
+    public var expertCount: Int { router.expertCount }
+    public var topK: Int { router.topK }
+}
+
+public struct SharedExpertDescription: Codable, Sendable, Equatable {
+    public var intermediateSize: Int
+    /// Qwen2-MoE multiplies the shared expert by sigmoid(shared_expert_gate · x).
+    public var gated: Bool
+}
+
+/// The three projections of a SwiGLU feed-forward network.
+public enum Projection: String, Codable, Sendable, CaseIterable {
+    case gate, up, down
+}

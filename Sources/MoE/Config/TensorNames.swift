@@ -1,0 +1,68 @@
+/// How one family names its tensors in a checkpoint. Everything that differs between
+/// families is a field here; the rest of the name is shared by all of them.
+public struct TensorNames: Codable, Sendable, Equatable {
+    /// The MoE block's module name: `block_sparse_moe` (Mixtral) or `mlp`.
+    public var moeModule: String
+    /// Per-expert projection names for gate, up and down: `w1`/`w3`/`w2` (Mixtral) or `gate_proj`/`up_proj`/`down_proj`.
+    public var expertGate: String
+    public var expertUp: String
+    public var expertDown: String
+    /// Shared expert module: `shared_expert` (Qwen2-MoE) or `shared_experts` (DeepSeek).
+    public var sharedExpertModule: String?
+    /// Qwen2-MoE's gate on the shared expert.
+    public var sharedExpertGate: String?
+
+    public init(moeModule: String = "mlp", expertGate: String = "gate_proj", expertUp: String = "up_proj",
+                expertDown: String = "down_proj", sharedExpertModule: String? = nil, sharedExpertGate: String? = nil) {
+        self.moeModule = moeModule
+        self.expertGate = expertGate
+        self.expertUp = expertUp
+        self.expertDown = expertDown
+        self.sharedExpertModule = sharedExpertModule
+        self.sharedExpertGate = sharedExpertGate
+    }
+
+    public let embedding = "model.embed_tokens.weight"
+    public let finalNorm = "model.norm.weight"
+    public let outputHead = "lm_head.weight"
+
+    enum CodingKeys: String, CodingKey {
+        case moeModule, expertGate, expertUp, expertDown, sharedExpertModule, sharedExpertGate
+    }
+
+    public func layer(_ l: Int) -> String { "model.layers.\(l)." }
+
+    /// A tensor of the attention block, e.g. `attention(0, "q_proj.weight")`.
+    public func attention(_ l: Int, _ suffix: String) -> String { layer(l) + "self_attn." + suffix }
+
+    public func inputNorm(_ l: Int) -> String { layer(l) + "input_layernorm.weight" }
+    public func postAttentionNorm(_ l: Int) -> String { layer(l) + "post_attention_layernorm.weight" }
+
+    public func router(_ l: Int) -> String { layer(l) + moeModule + ".gate.weight" }
+    public func correctionBias(_ l: Int) -> String { layer(l) + moeModule + ".gate.e_score_correction_bias" }
+
+    public func expertProjectionName(_ projection: Projection) -> String {
+        switch projection {
+        case .gate: return expertGate
+        case .up: return expertUp
+        case .down: return expertDown
+        }
+    }
+
+    public func expert(_ l: Int, _ e: Int, _ projection: Projection) -> String {
+        layer(l) + moeModule + ".experts.\(e)." + expertProjectionName(projection) + ".weight"
+    }
+
+    public func sharedExpert(_ l: Int, _ projection: Projection) -> String? {
+        sharedExpertModule.map { layer(l) + moeModule + "." + $0 + "." + projection.rawValue + "_proj.weight" }
+    }
+
+    public func sharedExpertGateName(_ l: Int) -> String? {
+        sharedExpertGate.map { layer(l) + moeModule + "." + $0 + ".weight" }
+    }
+
+    /// A dense (non-MoE) layer's feed-forward projection.
+    public func denseMLP(_ l: Int, _ projection: Projection) -> String {
+        layer(l) + "mlp." + projection.rawValue + "_proj.weight"
+    }
+}

@@ -1,0 +1,55 @@
+/// One transformer decoder layer: pre-norm attention and pre-norm feed-forward, each
+/// added back to the residual stream.
+struct DecoderLayer: Sendable {
+    enum Attention: Sendable {
+        case grouped(GroupedQueryAttention)
+        case latent(LatentAttention)
+    }
+
+    enum FeedForwardBlock: Sendable {
+        case dense(FeedForward)
+        case moe(MoEBlock)
+    }
+
+    let inputNorm: [Float]
+    let postAttentionNorm: [Float]
+    let attention: Attention
+    let feedForward: FeedForwardBlock
+
+    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider) throws {
+        let n = d.names
+        inputNorm = try tensors.vector(n.inputNorm(l), count: d.hiddenSize)
+        postAttentionNorm = try tensors.vector(n.postAttentionNorm(l), count: d.hiddenSize)
+        attention = d.attention.latent == nil
+            ? .grouped(try GroupedQueryAttention(layer: l, description: d, tensors: tensors))
+            : .latent(try LatentAttention(layer: l, description: d, tensors: tensors))
+        switch d.layers[l] {
+        case let .dense(intermediateSize):
+            feedForward = .dense(try FeedForward(from: tensors, gate: n.denseMLP(l, .gate), up: n.denseMLP(l, .up),
+                                                 down: n.denseMLP(l, .down), hidden: d.hiddenSize, intermediate: intermediateSize))
+        case .moe:
+            feedForward = .moe(try MoEBlock(layer: l, description: d, tensors: tensors))
+        }
+    }
+
+    func forward(_ hidden: inout Matrix, rope: RotaryEmbedding, cache: inout KVCache.Layer, past: Int,
+                 epsilon: Float, experts: some ExpertSource) throws {
+        var normed = hidden
+        Functions.rmsNorm(&normed, weight: inputNorm, epsilon: epsilon)
+        let attended: Matrix
+        switch attention {
+        case let .grouped(block): attended = block.forward(normed, rope: rope, cache: &cache, past: past, epsilon: epsilon)
+        case let .latent(block): attended = block.forward(normed, rope: rope, cache: &cache, past: past, epsilon: epsilon)
+        }
+        LinearAlgebra.add(&hidden, attended)
+
+        normed = hidden
+        Functions.rmsNorm(&normed, weight: postAttentionNorm, epsilon: epsilon)
+        let mixed: Matrix
+        switch feedForward {
+        case let .dense(block): mixed = block.forward(normed)
+        case let .moe(block): mixed = try block.forward(normed, experts: experts)
+        }
+        LinearAlgebra.add(&hidden, mixed)
+    }
+}

@@ -1,0 +1,46 @@
+/// One routed expert, in whatever format its source keeps it (f32, bf16, quantized…).
+/// The MoE block only needs to run it on a batch of token rows.
+public protocol Expert: Sendable {
+    /// `[n, hidden] → [n, hidden]`.
+    func forward(_ x: Matrix) -> Matrix
+    /// Bytes of weights this expert keeps in memory.
+    var residentBytes: Int { get }
+}
+
+extension FeedForward: Expert {
+    public var residentBytes: Int { byteCount }
+}
+
+/// Where the MoE block gets expert weights from. The safetensors checkpoint and the
+/// expert store both implement it, so the forward pass does not care which is used.
+public protocol ExpertSource: Sendable {
+    func expert(layer: Int, index: Int) throws -> any Expert
+}
+
+/// Every routed expert of a checkpoint loaded into memory at f32.
+public struct LoadedExperts: ExpertSource {
+    private let experts: [Int: [FeedForward]]
+
+    public init(description: ModelDescription, tensors: some TensorProvider) throws {
+        var experts = [Int: [FeedForward]]()
+        for l in description.moeLayerIndices {
+            let moe = description.layers[l].moe!
+            let names = description.names
+            experts[l] = try (0..<moe.expertCount).map { e in
+                try FeedForward(from: tensors, gate: names.expert(l, e, .gate), up: names.expert(l, e, .up),
+                                down: names.expert(l, e, .down), hidden: description.hiddenSize,
+                                intermediate: moe.expertIntermediateSize)
+            }
+        }
+        self.experts = experts
+    }
+
+    public func expert(layer: Int, index: Int) throws -> any Expert {
+        guard let layerExperts = experts[layer], layerExperts.indices.contains(index) else {
+            throw ModelError.noSuchExpert(layer: layer, expert: index)
+        }
+        return layerExperts[index]
+    }
+
+    public var residentBytes: Int { experts.values.joined().reduce(0) { $0 + $1.byteCount } }
+}

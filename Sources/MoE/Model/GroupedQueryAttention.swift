@@ -1,0 +1,64 @@
+/// Grouped-query attention (Mixtral, Qwen, OLMoE): q/k/v projections with optional bias,
+/// optional q/k RMSNorm (per head or over the whole projection), optional clamping, RoPE.
+struct GroupedQueryAttention: Sendable {
+    let config: AttentionDescription
+    let q, k, v, o: Matrix
+    let qBias, kBias, vBias: [Float]?
+    let qNorm, kNorm: [Float]?
+
+    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider) throws {
+        let a = d.attention
+        let n = d.names
+        config = a
+        let (heads, kvHeads, headDim, hidden) = (a.headCount, a.keyValueHeadCount, a.queryKeyHeadDim, d.hiddenSize)
+        q = try tensors.matrix(n.attention(l, "q_proj.weight"), shape: [heads * headDim, hidden])
+        k = try tensors.matrix(n.attention(l, "k_proj.weight"), shape: [kvHeads * headDim, hidden])
+        v = try tensors.matrix(n.attention(l, "v_proj.weight"), shape: [kvHeads * headDim, hidden])
+        o = try tensors.matrix(n.attention(l, "o_proj.weight"), shape: [hidden, heads * headDim])
+        if a.qkvBias {
+            qBias = try tensors.vector(n.attention(l, "q_proj.bias"), count: heads * headDim)
+            kBias = try tensors.vector(n.attention(l, "k_proj.bias"), count: kvHeads * headDim)
+            vBias = try tensors.vector(n.attention(l, "v_proj.bias"), count: kvHeads * headDim)
+        } else {
+            (qBias, kBias, vBias) = (nil, nil, nil)
+        }
+        switch a.qkNorm {
+        case .none:
+            (qNorm, kNorm) = (nil, nil)
+        case .perHead:
+            qNorm = try tensors.vector(n.attention(l, "q_norm.weight"), count: headDim)
+            kNorm = try tensors.vector(n.attention(l, "k_norm.weight"), count: headDim)
+        case .wholeProjection:
+            qNorm = try tensors.vector(n.attention(l, "q_norm.weight"), count: heads * headDim)
+            kNorm = try tensors.vector(n.attention(l, "k_norm.weight"), count: kvHeads * headDim)
+        }
+    }
+
+    func forward(_ x: Matrix, rope: RotaryEmbedding, cache: inout KVCache.Layer, past: Int, epsilon: Float) -> Matrix {
+        var queries = LinearAlgebra.linear(x, q)
+        var keys = LinearAlgebra.linear(x, k)
+        var values = LinearAlgebra.linear(x, v)
+        if let qBias { LinearAlgebra.addBias(&queries, qBias) }
+        if let kBias { LinearAlgebra.addBias(&keys, kBias) }
+        if let vBias { LinearAlgebra.addBias(&values, vBias) }
+        if let qNorm, let kNorm {
+            Functions.rmsNorm(&queries, weight: qNorm, epsilon: epsilon)
+            Functions.rmsNorm(&keys, weight: kNorm, epsilon: epsilon)
+        }
+        if let clip = config.clipQKV {
+            for i in queries.values.indices { queries.values[i] = min(max(queries.values[i], -clip), clip) }
+            for i in keys.values.indices { keys.values[i] = min(max(keys.values[i], -clip), clip) }
+            for i in values.values.indices { values.values[i] = min(max(values.values[i], -clip), clip) }
+        }
+        let headDim = config.queryKeyHeadDim
+        rope.apply(&queries, heads: config.headCount, headDim: headDim, startPosition: past)
+        rope.apply(&keys, heads: config.keyValueHeadCount, headDim: headDim, startPosition: past)
+        cache.keys.append(contentsOf: keys.values)
+        cache.values.append(contentsOf: values.values)
+        let attended = AttentionKernel.attend(
+            queries: queries, keys: cache.keys, values: cache.values, past: past,
+            heads: config.headCount, kvHeads: config.keyValueHeadCount, keyDim: headDim, valueDim: headDim,
+            scale: config.softmaxScale, slidingWindow: config.slidingWindow)
+        return LinearAlgebra.linear(attended, o)
+    }
+}

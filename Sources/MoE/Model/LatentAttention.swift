@@ -1,0 +1,82 @@
+/// Multi-head latent attention (DeepSeek-V2/V3). Queries come from a low-rank path
+/// (`q_a_proj` → norm → `q_b_proj`) or a plain `q_proj`; keys and values are expanded
+/// from a normalised latent (`kv_a_proj_with_mqa` → `kv_a_layernorm` → `kv_b_proj`), plus
+/// one RoPE key part shared by all heads.
+struct LatentAttention: Sendable {
+    let config: AttentionDescription
+    let latent: LatentAttentionDescription
+    let qProj: Matrix?
+    let qA: Matrix?, qANorm: [Float]?, qB: Matrix?
+    let kvA: Matrix, kvANorm: [Float], kvB: Matrix, o: Matrix
+
+    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider) throws {
+        let a = d.attention
+        let m = a.latent!
+        let n = d.names
+        config = a
+        latent = m
+        let heads = a.headCount
+        let qkDim = a.queryKeyHeadDim
+        if let rank = m.queryLoraRank {
+            qProj = nil
+            qA = try tensors.matrix(n.attention(l, "q_a_proj.weight"), shape: [rank, d.hiddenSize])
+            qANorm = try tensors.vector(n.attention(l, "q_a_layernorm.weight"), count: rank)
+            qB = try tensors.matrix(n.attention(l, "q_b_proj.weight"), shape: [heads * qkDim, rank])
+        } else {
+            qProj = try tensors.matrix(n.attention(l, "q_proj.weight"), shape: [heads * qkDim, d.hiddenSize])
+            (qA, qANorm, qB) = (nil, nil, nil)
+        }
+        kvA = try tensors.matrix(n.attention(l, "kv_a_proj_with_mqa.weight"), shape: [m.keyValueLoraRank + m.ropeHeadDim, d.hiddenSize])
+        kvANorm = try tensors.vector(n.attention(l, "kv_a_layernorm.weight"), count: m.keyValueLoraRank)
+        kvB = try tensors.matrix(n.attention(l, "kv_b_proj.weight"),
+                                 shape: [heads * (m.noPositionHeadDim + a.valueHeadDim), m.keyValueLoraRank])
+        o = try tensors.matrix(n.attention(l, "o_proj.weight"), shape: [d.hiddenSize, heads * a.valueHeadDim])
+        if a.qkvBias || a.outputBias {
+            throw CheckpointError.malformedConfig(file: "config.json", reason: "attention_bias is not supported for latent attention")
+        }
+    }
+
+    func forward(_ x: Matrix, rope: RotaryEmbedding, cache: inout KVCache.Layer, past: Int, epsilon: Float) -> Matrix {
+        let heads = config.headCount
+        let (nope, ropeDim, valueDim, rank) = (latent.noPositionHeadDim, latent.ropeHeadDim, config.valueHeadDim, latent.keyValueLoraRank)
+        let qkDim = nope + ropeDim
+        var queries: Matrix
+        if let qProj {
+            queries = LinearAlgebra.linear(x, qProj)
+        } else {
+            var compressed = LinearAlgebra.linear(x, qA!)
+            Functions.rmsNorm(&compressed, weight: qANorm!, epsilon: epsilon)
+            queries = LinearAlgebra.linear(compressed, qB!)
+        }
+        // The rope part is the tail of each query head.
+        rope.apply(&queries, heads: heads, headDim: qkDim, offset: nope, startPosition: past)
+
+        let compressedKV = LinearAlgebra.linear(x, kvA)             // [T, rank + ropeDim]
+        var kvLatent = compressedKV.columns(0..<rank)
+        Functions.rmsNorm(&kvLatent, weight: kvANorm, epsilon: epsilon)
+        var sharedRopeKey = compressedKV.columns(rank..<(rank + ropeDim))
+        rope.apply(&sharedRopeKey, heads: 1, headDim: ropeDim, startPosition: past)
+        let expanded = LinearAlgebra.linear(kvLatent, kvB)           // [T, heads · (nope + valueDim)]
+
+        // Per-head keys [nope | rope] and values, appended to the cache.
+        let newCount = x.rows
+        var keys = [Float](repeating: 0, count: newCount * heads * qkDim)
+        var values = [Float](repeating: 0, count: newCount * heads * valueDim)
+        for t in 0..<newCount {
+            for h in 0..<heads {
+                let source = t * expanded.columns + h * (nope + valueDim)
+                let keyBase = (t * heads + h) * qkDim
+                for i in 0..<nope { keys[keyBase + i] = expanded.values[source + i] }
+                for i in 0..<ropeDim { keys[keyBase + nope + i] = sharedRopeKey.values[t * ropeDim + i] }
+                let valueBase = (t * heads + h) * valueDim
+                for i in 0..<valueDim { values[valueBase + i] = expanded.values[source + nope + i] }
+            }
+        }
+        cache.keys.append(contentsOf: keys)
+        cache.values.append(contentsOf: values)
+        let attended = AttentionKernel.attend(
+            queries: queries, keys: cache.keys, values: cache.values, past: past, heads: heads, kvHeads: heads,
+            keyDim: qkDim, valueDim: valueDim, scale: config.softmaxScale, slidingWindow: nil)
+        return LinearAlgebra.linear(attended, o)
+    }
+}

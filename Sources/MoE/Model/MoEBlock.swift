@@ -1,0 +1,67 @@
+import Routing
+
+/// A mixture-of-experts feed-forward block: router, routed experts (from an `ExpertSource`),
+/// and an optional shared expert.
+struct MoEBlock: Sendable {
+    let layer: Int
+    let config: MoEDescription
+    let routerWeight: Matrix          // [experts, hidden]
+    let router: Router
+    let shared: FeedForward?
+    let sharedGate: Matrix?           // [1, hidden]
+
+    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider) throws {
+        let moe = d.layers[l].moe!
+        let n = d.names
+        layer = l
+        config = moe
+        routerWeight = try tensors.matrix(n.router(l), shape: [moe.expertCount, d.hiddenSize])
+        let bias = moe.router.usesCorrectionBias ? try tensors.vector(n.correctionBias(l), count: moe.expertCount) : nil
+        router = Router(config: moe.router, correctionBias: bias)
+        if let sharedExpert = moe.sharedExpert {
+            shared = try FeedForward(from: tensors, gate: n.sharedExpert(l, .gate)!, up: n.sharedExpert(l, .up)!,
+                                     down: n.sharedExpert(l, .down)!, hidden: d.hiddenSize,
+                                     intermediate: sharedExpert.intermediateSize)
+            sharedGate = sharedExpert.gated ? try tensors.matrix(n.sharedExpertGateName(l)!, shape: [1, d.hiddenSize]) : nil
+        } else {
+            (shared, sharedGate) = (nil, nil)
+        }
+    }
+
+    /// Routes every token, then runs each chosen expert once on all the tokens sent to it.
+    func forward(_ x: Matrix, experts: some ExpertSource) throws -> Matrix {
+        let logits = LinearAlgebra.linear(x, routerWeight)
+        let decisions = logits.values.withUnsafeBufferPointer { all in
+            (0..<x.rows).map { t in
+                router.route(logits: UnsafeBufferPointer(rebasing: all[(t * config.expertCount)..<((t + 1) * config.expertCount)]))
+            }
+        }
+        // Group (token, gate) pairs by expert so each expert is one matrix product.
+        var assignments = [[(token: Int, gate: Float)]](repeating: [], count: config.expertCount)
+        for (t, decision) in decisions.enumerated() {
+            for (e, g) in zip(decision.experts, decision.gates) { assignments[e].append((t, g)) }
+        }
+        var output = Matrix(zeros: x.rows, x.columns)
+        let width = x.columns
+        for (e, routed) in assignments.enumerated() where !routed.isEmpty {
+            let expert = try experts.expert(layer: layer, index: e)
+            let result = expert.forward(x.gatherRows(routed.map(\.token)))
+            for (i, assignment) in routed.enumerated() {
+                let target = assignment.token * width
+                for c in 0..<width { output.values[target + c] += assignment.gate * result.values[i * width + c] }
+            }
+        }
+        if let shared {
+            var sharedOut = shared.forward(x)
+            if let sharedGate {
+                let gateLogits = LinearAlgebra.linear(x, sharedGate)
+                for t in 0..<x.rows {
+                    let g = Functions.sigmoid(gateLogits.values[t])
+                    for c in 0..<width { sharedOut.values[t * width + c] *= g }
+                }
+            }
+            LinearAlgebra.add(&output, sharedOut)
+        }
+        return output
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+
+/// A loaded MoE language model: the dense weights in memory, routed experts pulled from an
+/// `ExpertSource`. `forward` runs new tokens through the model, extending a `KVCache`.
+public final class MoEModel: Sendable {
+    public let description: ModelDescription
+    public let experts: any ExpertSource
+    let embedding: Matrix                 // [vocab, hidden]
+    let outputHead: Matrix                // [vocab, hidden]; the embedding itself when tied
+    let finalNorm: [Float]
+    let layers: [DecoderLayer]
+    let rope: RotaryEmbedding
+
+    /// Loads the dense weights from `tensors`, checking every shape against `description`.
+    /// Experts come from `experts`, or are all loaded from `tensors` when it is nil.
+    public init(description: ModelDescription, tensors: some TensorProvider, experts: (any ExpertSource)? = nil) throws {
+        self.description = description
+        let n = description.names
+        let (vocab, hidden) = (description.vocabularySize, description.hiddenSize)
+        embedding = try tensors.matrix(n.embedding, shape: [vocab, hidden])
+        if description.tieWordEmbeddings && !tensors.contains(n.outputHead) {
+            outputHead = embedding
+        } else {
+            outputHead = try tensors.matrix(n.outputHead, shape: [vocab, hidden])
+        }
+        finalNorm = try tensors.vector(n.finalNorm, count: hidden)
+        layers = try (0..<description.layerCount).map { try DecoderLayer(layer: $0, description: description, tensors: tensors) }
+        rope = RotaryEmbedding(description.rope)
+        self.experts = try experts ?? LoadedExperts(description: description, tensors: tensors)
+    }
+
+    /// Opens a Hugging Face checkpoint folder and loads everything into memory.
+    public convenience init(directory: URL) throws {
+        let checkpoint = try CheckpointDirectory(url: directory)
+        let description = try Architectures.describe(configData: try checkpoint.configData(),
+                                                     file: directory.appendingPathComponent("config.json").path)
+        try self.init(description: description, tensors: checkpoint)
+    }
+
+    public func makeCache() -> KVCache { KVCache(layerCount: description.layerCount) }
+
+    /// Runs `tokens` (which follow the `cache.length` tokens already cached) and returns
+    /// their next-token logits, one row of `vocabularySize` per token.
+    public func forward(_ tokens: [Int], cache: inout KVCache) throws -> Matrix {
+        guard !tokens.isEmpty else { throw ModelError.emptyInput }
+        let vocab = description.vocabularySize
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= vocab }) {
+            throw ModelError.tokenOutOfRange(token: bad, vocabularySize: vocab)
+        }
+        let past = cache.length
+        guard past + tokens.count <= description.maxPositionEmbeddings else {
+            throw ModelError.contextOverflow(requested: past + tokens.count, limit: description.maxPositionEmbeddings)
+        }
+        var hidden = embedding.gatherRows(tokens)
+        for (l, layer) in layers.enumerated() {
+            try layer.forward(&hidden, rope: rope, cache: &cache.layers[l], past: past,
+                              epsilon: description.rmsNormEpsilon, experts: experts)
+        }
+        cache.length = past + tokens.count
+        Functions.rmsNorm(&hidden, weight: finalNorm, epsilon: description.rmsNormEpsilon)
+        return LinearAlgebra.linear(hidden, outputHead)
+    }
+
+    /// Logits for a whole sequence in one prefill, without keeping a cache.
+    public func logits(_ tokens: [Int]) throws -> Matrix {
+        var cache = makeCache()
+        return try forward(tokens, cache: &cache)
+    }
+
+    /// Parameters held in dense (non-expert) weights.
+    public var denseParameterCount: Int {
+        var total = embedding.count + finalNorm.count + (description.tieWordEmbeddings ? 0 : outputHead.count)
+        total += layers.reduce(0) { $0 + $1.parameterCount }
+        return total
+    }
+}
+
+extension DecoderLayer {
+    var parameterCount: Int {
+        var total = inputNorm.count + postAttentionNorm.count
+        switch attention {
+        case let .grouped(a):
+            total += a.q.count + a.k.count + a.v.count + a.o.count
+            total += (a.qBias?.count ?? 0) + (a.kBias?.count ?? 0) + (a.vBias?.count ?? 0)
+            total += (a.qNorm?.count ?? 0) + (a.kNorm?.count ?? 0)
+        case let .latent(a):
+            total += (a.qProj?.count ?? 0) + (a.qA?.count ?? 0) + (a.qANorm?.count ?? 0) + (a.qB?.count ?? 0)
+            total += a.kvA.count + a.kvANorm.count + a.kvB.count + a.o.count
+        }
+        switch feedForward {
+        case let .dense(f): total += f.gate.count + f.up.count + f.down.count
+        case let .moe(m):
+            total += m.routerWeight.count + (m.sharedGate?.count ?? 0)
+            if let s = m.shared { total += s.gate.count + s.up.count + s.down.count }
+        }
+        return total
+    }
+}

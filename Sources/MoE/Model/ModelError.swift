@@ -1,0 +1,20 @@
+/// Errors of running a model (as opposed to loading one, see `CheckpointError`).
+public enum ModelError: Error, CustomStringConvertible, Equatable {
+    case emptyInput
+    case tokenOutOfRange(token: Int, vocabularySize: Int)
+    case contextOverflow(requested: Int, limit: Int)
+    case noSuchExpert(layer: Int, expert: Int)
+
+    public var description: String {
+        switch self {
+        case .emptyInput:
+            return "the input is empty: at least one token is needed"
+        case let .tokenOutOfRange(token, vocabularySize):
+            return "token id \(token) is outside the vocabulary (0..<\(vocabularySize))"
+        case let .contextOverflow(requested, limit):
+            return "the sequence would be \(requested) tokens long, longer than the model's context of \(limit)"
+        case let .noSuchExpert(layer, expert):
+            return "layer \(layer) has no expert \(expert)"
+        }
+    }
+}
