@@ -45,3 +45,16 @@ final class ParityTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxAbsDifference(first.values + second.values, reference.values), tolerance)
     }
 }
+
+/// The inventory derived from a description must list exactly the tensors of the checkpoint.
+final class InventoryTests: XCTestCase {
+    func testInventoryMatchesEveryFixtureCheckpoint() throws {
+        for family in Fixtures.families {
+            let checkpoint = try CheckpointDirectory(url: Fixtures.url(family))
+            let description = try Architectures.describe(configData: try checkpoint.configData())
+            let inventory = description.tensorInventory
+            XCTAssertEqual(Set(inventory.map(\.name)), Set(checkpoint.tensorNames), family)
+            for spec in inventory { XCTAssertEqual(try checkpoint.shape(spec.name), spec.shape, "\(family) \(spec.name)") }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# One command for a fresh machine: install the system libraries if missing, build MoEKit in
+# release mode, and run the main job on the bundled default model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+swift build -c release --product moekit
+bin=.build/release/moekit
+"$bin" inspect
+echo
+echo '$ moekit generate "def fibonacci(" --max-tokens 48'
+"$bin" generate "def fibonacci(" --max-tokens 48
+echo '$ moekit generate "Die Datei" --max-tokens 48'
+"$bin" generate "Die Datei" --max-tokens 48
