@@ -20,7 +20,10 @@ public final class CheckpointDirectory: TensorProvider {
             do { listing = try fm.contentsOfDirectory(atPath: url.path) } catch {
                 throw CheckpointError.unreadable(file: url.path, reason: "not a readable directory")
             }
-            shardNames = listing.filter { $0.hasSuffix(".safetensors") }.sorted()
+            // Without an index the weights are model.safetensors (other .safetensors files in
+            // the folder, such as reference outputs, are not part of the model).
+            shardNames = listing.contains("model.safetensors") ? ["model.safetensors"]
+                : listing.filter { $0.hasSuffix(".safetensors") }.sorted()
         }
         guard !shardNames.isEmpty else {
             throw CheckpointError.unreadable(file: url.path, reason: "no .safetensors files in the checkpoint directory")

@@ -33,6 +33,21 @@ public struct ModelDescription: Codable, Sendable, Equatable {
 
     /// The MoE description of layer `index`, if it is an MoE layer.
     public func moe(layer index: Int) -> MoEDescription? { layers[index].moe }
+
+    public init(family: ArchitectureFamily, vocabularySize: Int, hiddenSize: Int, rmsNormEpsilon: Float, tieWordEmbeddings: Bool, maxPositionEmbeddings: Int, attention: AttentionDescription, rope: RoPEDescription, layers: [FeedForwardDescription], names: TensorNames, bosTokenID: Int? = nil, eosTokenIDs: [Int] = []) {
+        self.family = family
+        self.vocabularySize = vocabularySize
+        self.hiddenSize = hiddenSize
+        self.rmsNormEpsilon = rmsNormEpsilon
+        self.tieWordEmbeddings = tieWordEmbeddings
+        self.maxPositionEmbeddings = maxPositionEmbeddings
+        self.attention = attention
+        self.rope = rope
+        self.layers = layers
+        self.names = names
+        self.bosTokenID = bosTokenID
+        self.eosTokenIDs = eosTokenIDs
+    }
 }
 
 public struct AttentionDescription: Codable, Sendable, Equatable {
@@ -59,6 +74,20 @@ public struct AttentionDescription: Codable, Sendable, Equatable {
     public var latent: LatentAttentionDescription?
     /// The factor applied to q·k before the softmax.
     public var softmaxScale: Float
+
+    public init(headCount: Int, keyValueHeadCount: Int, queryKeyHeadDim: Int, valueHeadDim: Int, qkvBias: Bool, outputBias: Bool, qkNorm: QKNorm, clipQKV: Float?, slidingWindow: Int?, latent: LatentAttentionDescription?, softmaxScale: Float) {
+        self.headCount = headCount
+        self.keyValueHeadCount = keyValueHeadCount
+        self.queryKeyHeadDim = queryKeyHeadDim
+        self.valueHeadDim = valueHeadDim
+        self.qkvBias = qkvBias
+        self.outputBias = outputBias
+        self.qkNorm = qkNorm
+        self.clipQKV = clipQKV
+        self.slidingWindow = slidingWindow
+        self.latent = latent
+        self.softmaxScale = softmaxScale
+    }
 }
 
 public struct LatentAttentionDescription: Codable, Sendable, Equatable {
@@ -66,6 +95,13 @@ public struct LatentAttentionDescription: Codable, Sendable, Equatable {
     public var keyValueLoraRank: Int
     public var noPositionHeadDim: Int
     public var ropeHeadDim: Int
+
+    public init(queryLoraRank: Int?, keyValueLoraRank: Int, noPositionHeadDim: Int, ropeHeadDim: Int) {
+        self.queryLoraRank = queryLoraRank
+        self.keyValueLoraRank = keyValueLoraRank
+        self.noPositionHeadDim = noPositionHeadDim
+        self.ropeHeadDim = ropeHeadDim
+    }
 }
 
 public struct RoPEDescription: Codable, Sendable, Equatable {
@@ -83,6 +119,21 @@ public struct RoPEDescription: Codable, Sendable, Equatable {
     public var mscaleAllDim: Double?
     public var attentionFactor: Double?
     public var truncate: Bool?
+
+    public init(theta: Double, dimensions: Int, interleaved: Bool, kind: String, factor: Double? = nil, originalMaxPositionEmbeddings: Int? = nil, betaFast: Double? = nil, betaSlow: Double? = nil, mscale: Double? = nil, mscaleAllDim: Double? = nil, attentionFactor: Double? = nil, truncate: Bool? = nil) {
+        self.theta = theta
+        self.dimensions = dimensions
+        self.interleaved = interleaved
+        self.kind = kind
+        self.factor = factor
+        self.originalMaxPositionEmbeddings = originalMaxPositionEmbeddings
+        self.betaFast = betaFast
+        self.betaSlow = betaSlow
+        self.mscale = mscale
+        self.mscaleAllDim = mscaleAllDim
+        self.attentionFactor = attentionFactor
+        self.truncate = truncate
+    }
 }
 
 public enum FeedForwardDescription: Codable, Sendable, Equatable {
@@ -102,12 +153,23 @@ public struct MoEDescription: Codable, Sendable, Equatable {
 
     public var expertCount: Int { router.expertCount }
     public var topK: Int { router.topK }
+
+    public init(router: RouterConfig, expertIntermediateSize: Int, sharedExpert: SharedExpertDescription?) {
+        self.router = router
+        self.expertIntermediateSize = expertIntermediateSize
+        self.sharedExpert = sharedExpert
+    }
 }
 
 public struct SharedExpertDescription: Codable, Sendable, Equatable {
     public var intermediateSize: Int
     /// Qwen2-MoE multiplies the shared expert by sigmoid(shared_expert_gate · x).
     public var gated: Bool
+
+    public init(intermediateSize: Int, gated: Bool) {
+        self.intermediateSize = intermediateSize
+        self.gated = gated
+    }
 }
 
 /// The three projections of a SwiGLU feed-forward network.
