@@ -1,3 +1,5 @@
+import Routing
+
 /// One transformer decoder layer: pre-norm attention and pre-norm feed-forward, each
 /// added back to the residual stream.
 struct DecoderLayer: Sendable {
@@ -33,7 +35,7 @@ struct DecoderLayer: Sendable {
     }
 
     func forward(_ hidden: inout Matrix, rope: RotaryEmbedding, cache: inout KVCache.Layer, past: Int,
-                 epsilon: Float, experts: some ExpertSource) throws {
+                 epsilon: Float, experts: some ExpertSource, observer: (any RoutingObserver)? = nil) throws {
         var normed = hidden
         Functions.rmsNorm(&normed, weight: inputNorm, epsilon: epsilon)
         let attended: Matrix
@@ -48,7 +50,7 @@ struct DecoderLayer: Sendable {
         let mixed: Matrix
         switch feedForward {
         case let .dense(block): mixed = block.forward(normed)
-        case let .moe(block): mixed = try block.forward(normed, experts: experts)
+        case let .moe(block): mixed = try block.forward(normed, experts: experts, residual: observer == nil ? nil : hidden, observer: observer)
         }
         LinearAlgebra.add(&hidden, mixed)
     }

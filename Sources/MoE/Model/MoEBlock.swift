@@ -29,27 +29,44 @@ struct MoEBlock: Sendable {
     }
 
     /// Routes every token, then runs each chosen expert once on all the tokens sent to it.
-    func forward(_ x: Matrix, experts: some ExpertSource) throws -> Matrix {
+    /// With an observer, also reports the routing and the per-slot expert outputs;
+    /// `residual` is the residual stream entering the block (only needed for observation).
+    func forward(_ x: Matrix, experts: some ExpertSource, residual: Matrix? = nil,
+                 observer: (any RoutingObserver)? = nil) throws -> Matrix {
         let logits = LinearAlgebra.linear(x, routerWeight)
         let decisions = logits.values.withUnsafeBufferPointer { all in
             (0..<x.rows).map { t in
                 router.route(logits: UnsafeBufferPointer(rebasing: all[(t * config.expertCount)..<((t + 1) * config.expertCount)]))
             }
         }
-        // Group (token, gate) pairs by expert so each expert is one matrix product.
-        var assignments = [[(token: Int, gate: Float)]](repeating: [], count: config.expertCount)
+        // Group (token, slot, gate) by expert so each expert is one matrix product.
+        var assignments = [[(token: Int, slot: Int, gate: Float)]](repeating: [], count: config.expertCount)
         for (t, decision) in decisions.enumerated() {
-            for (e, g) in zip(decision.experts, decision.gates) { assignments[e].append((t, g)) }
+            for (slot, (e, g)) in zip(decision.experts, decision.gates).enumerated() { assignments[e].append((t, slot, g)) }
         }
-        var output = Matrix(zeros: x.rows, x.columns)
         let width = x.columns
+        let slots = config.topK
+        var output = Matrix(zeros: x.rows, width)
+        var slotOutputs = observer == nil ? [] : [Float](repeating: 0, count: x.rows * slots * width)
         for (e, routed) in assignments.enumerated() where !routed.isEmpty {
             let expert = try experts.expert(layer: layer, index: e)
             let result = expert.forward(x.gatherRows(routed.map(\.token)))
             for (i, assignment) in routed.enumerated() {
                 let target = assignment.token * width
                 for c in 0..<width { output.values[target + c] += assignment.gate * result.values[i * width + c] }
+                if observer != nil {
+                    let slotBase = (assignment.token * slots + assignment.slot) * width
+                    for c in 0..<width { slotOutputs[slotBase + c] = result.values[i * width + c] }
+                }
             }
+        }
+        if let observer {
+            let layer = self.layer
+            try observer.observe(MoELayerObservation(
+                layer: layer, tokenCount: x.rows, expertCount: config.expertCount, hiddenSize: width,
+                routerLogits: logits.values, decisions: decisions, expertOutputs: slotOutputs,
+                residualBefore: residual?.values ?? [], routedOutput: output.values, blockInput: x.values,
+                runExpert: { e, rows in try experts.expert(layer: layer, index: e).forward(x.gatherRows(rows)).values }))
         }
         if let shared {
             var sharedOut = shared.forward(x)

@@ -1,4 +1,5 @@
 import Foundation
+import Routing
 
 /// A loaded MoE language model: the dense weights in memory, routed experts pulled from an
 /// `ExpertSource`. `forward` runs new tokens through the model, extending a `KVCache`.
@@ -41,7 +42,8 @@ public final class MoEModel: Sendable {
 
     /// Runs `tokens` (which follow the `cache.length` tokens already cached) and returns
     /// their next-token logits, one row of `vocabularySize` per token.
-    public func forward(_ tokens: [Int], cache: inout KVCache) throws -> Matrix {
+    /// An observer, when given, receives every MoE layer's routing and expert outputs.
+    public func forward(_ tokens: [Int], cache: inout KVCache, observer: (any RoutingObserver)? = nil) throws -> Matrix {
         guard !tokens.isEmpty else { throw ModelError.emptyInput }
         let vocab = description.vocabularySize
         if let bad = tokens.first(where: { $0 < 0 || $0 >= vocab }) {
@@ -54,7 +56,7 @@ public final class MoEModel: Sendable {
         var hidden = embedding.gatherRows(tokens)
         for (l, layer) in layers.enumerated() {
             try layer.forward(&hidden, rope: rope, cache: &cache.layers[l], past: past,
-                              epsilon: description.rmsNormEpsilon, experts: experts)
+                              epsilon: description.rmsNormEpsilon, experts: experts, observer: observer)
         }
         cache.length = past + tokens.count
         Functions.rmsNorm(&hidden, weight: finalNorm, epsilon: description.rmsNormEpsilon)
@@ -62,9 +64,9 @@ public final class MoEModel: Sendable {
     }
 
     /// Logits for a whole sequence in one prefill, without keeping a cache.
-    public func logits(_ tokens: [Int]) throws -> Matrix {
+    public func logits(_ tokens: [Int], observer: (any RoutingObserver)? = nil) throws -> Matrix {
         var cache = makeCache()
-        return try forward(tokens, cache: &cache)
+        return try forward(tokens, cache: &cache, observer: observer)
     }
 
     /// Parameters held in dense (non-expert) weights.
