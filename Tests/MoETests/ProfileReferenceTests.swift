@@ -112,3 +112,25 @@ final class ProfileReferenceTests: XCTestCase {
         }
     }
 }
+
+/// Streaming (layer by layer, hidden states spilled to disk) and in-memory profiling agree exactly.
+final class StreamingProfileTests: XCTestCase {
+    func testStreamingEqualsInMemory() throws {
+        for family in ["qwen3_moe", "deepseek_v3"] {
+            let directory = Fixtures.url(family)
+            let checkpoint = try CheckpointDirectory(url: directory)
+            let description = try Architectures.describe(configData: try checkpoint.configData())
+            let model = try MoEModel(description: description, tensors: checkpoint)
+            let (ids, _) = try Fixtures.reference(family)
+            let sequences = [ids, Array(ids.prefix(9)), Array(ids.suffix(13))]
+            let profiler = CalibrationProfiler(fingerprint: "f", source: "s")
+            let inMemory = try profiler.profile(model: model, sequences: sequences)
+            // A budget of one sequence forces the others through the disk spool.
+            let streamed = try profiler.profileStreaming(
+                runner: LayerwiseRunner(description: description, tensors: checkpoint), sequences: sequences,
+                hiddenStateBudget: ids.count * description.hiddenSize * 4,
+                expertsForLayer: { _ in try LoadedExperts(description: description, tensors: checkpoint) })
+            XCTAssertEqual(streamed, inMemory, family)
+        }
+    }
+}
