@@ -15,21 +15,27 @@ public struct RoutingDecision: Sendable, Equatable {
 public struct Router: Sendable {
     public let config: RouterConfig
     public let correctionBias: [Float]?
+    /// Experts the router may choose; nil means all. Pruned experts are left out of the
+    /// softmax and of the selection, exactly as if their router rows had been deleted.
+    public let available: [Bool]?
 
-    public init(config: RouterConfig, correctionBias: [Float]? = nil) {
+    public init(config: RouterConfig, correctionBias: [Float]? = nil, available: [Bool]? = nil) {
         precondition(config.topK >= 1 && config.topK <= config.expertCount, "top-k \(config.topK) outside 1...\(config.expertCount)")
         precondition(config.expertCount % max(config.groupCount, 1) == 0, "experts must split evenly into groups")
         precondition(!config.usesCorrectionBias || correctionBias?.count == config.expertCount)
+        precondition(available == nil || (available!.count == config.expertCount && available!.filter { $0 }.count >= config.topK),
+                     "fewer available experts than top-k")
         self.config = config
         self.correctionBias = correctionBias
+        self.available = available
     }
 
     /// Scores of all experts from the logits: softmax or sigmoid.
     public func scores(logits: UnsafeBufferPointer<Float>) -> [Float] {
         switch config.scoring {
         case .softmax:
-            let maxLogit = logits.max() ?? 0
-            var out = logits.map { exp($0 - maxLogit) }
+            let maxLogit = logits.indices.filter { available?[$0] ?? true }.map { logits[$0] }.max() ?? 0
+            var out = logits.indices.map { (available?[$0] ?? true) ? exp(logits[$0] - maxLogit) : 0 }
             let total = out.reduce(0, +)
             for i in out.indices { out[i] /= total }
             return out
@@ -45,6 +51,9 @@ public struct Router: Sendable {
         var choice = scores
         if let bias = correctionBias, config.usesCorrectionBias {
             for i in choice.indices { choice[i] += bias[i] }
+        }
+        if let available {
+            for i in choice.indices where !available[i] { choice[i] = -.infinity }
         }
         if config.groupCount > 1 { maskWeakGroups(&choice) }
         let chosen = Self.topIndices(choice, k: config.topK)

@@ -55,3 +55,29 @@ final class RouterTests: XCTestCase {
         XCTAssertEqual(Router.topIndices([0.1], k: 1), [0])
     }
 }
+
+final class ExpertMapTests: XCTestCase {
+    func testPrunedRouterEqualsSlicedRouter() {
+        // Pruning experts 1 and 3 of five must equal a three-expert router over rows 0, 2 and 4.
+        let logits: [Float] = [0.3, 2.0, -0.5, 1.5, 0.9]
+        let full = Router(config: RouterConfig(expertCount: 5, topK: 2, scoring: .softmax, normalizeTopK: false),
+                          available: [true, false, true, false, true])
+        let sliced = Router(config: RouterConfig(expertCount: 3, topK: 2, scoring: .softmax, normalizeTopK: false))
+        let a = logits.withUnsafeBufferPointer { full.route(logits: $0) }
+        let b = [logits[0], logits[2], logits[4]].withUnsafeBufferPointer { sliced.route(logits: $0) }
+        XCTAssertEqual(a.experts, b.experts.map { [0, 2, 4][$0] })
+        for (x, y) in zip(a.gates, b.gates) { XCTAssertEqual(x, y, accuracy: 1e-7) }
+        XCTAssertEqual(a.experts, [4, 0])
+    }
+
+    func testMergedSlotsSumGates() {
+        let map = ExpertMap(slotOfExpert: [0, 1, 0, nil])
+        XCTAssertEqual(map.slotCount, 2)
+        XCTAssertEqual(map.survivingExperts, [0, 1, 2])
+        let slots = map.slots(for: RoutingDecision(experts: [2, 1, 0], gates: [0.5, 0.3, 0.2], scores: [0.5, 0.3, 0.2]))
+        XCTAssertEqual(slots.map(\.slot), [0, 1])
+        XCTAssertEqual(slots[0].gate, 0.7, accuracy: 1e-7)
+        XCTAssertTrue(ExpertMap.identity(expertCount: 4).isIdentity)
+        XCTAssertFalse(map.isIdentity)
+    }
+}

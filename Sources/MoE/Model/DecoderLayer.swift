@@ -18,7 +18,7 @@ struct DecoderLayer: Sendable {
     let attention: Attention
     let feedForward: FeedForwardBlock
 
-    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider) throws {
+    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider, expertMap: ExpertMap? = nil) throws {
         let n = d.names
         inputNorm = try tensors.vector(n.inputNorm(l), count: d.hiddenSize)
         postAttentionNorm = try tensors.vector(n.postAttentionNorm(l), count: d.hiddenSize)
@@ -30,7 +30,7 @@ struct DecoderLayer: Sendable {
             feedForward = .dense(try FeedForward(from: tensors, gate: n.denseMLP(l, .gate), up: n.denseMLP(l, .up),
                                                  down: n.denseMLP(l, .down), hidden: d.hiddenSize, intermediate: intermediateSize))
         case .moe:
-            feedForward = .moe(try MoEBlock(layer: l, description: d, tensors: tensors))
+            feedForward = .moe(try MoEBlock(layer: l, description: d, tensors: tensors, expertMap: expertMap))
         }
     }
 

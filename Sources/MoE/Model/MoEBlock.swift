@@ -9,15 +9,22 @@ struct MoEBlock: Sendable {
     let router: Router
     let shared: FeedForward?
     let sharedGate: Matrix?           // [1, hidden]
+    /// Which router rows remain and which slot each chosen expert runs in (identity = unmodified).
+    let expertMap: ExpertMap
 
-    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider) throws {
+    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider, expertMap: ExpertMap? = nil) throws {
         let moe = d.layers[l].moe!
         let n = d.names
         layer = l
         config = moe
         routerWeight = try tensors.matrix(n.router(l), shape: [moe.expertCount, d.hiddenSize])
         let bias = moe.router.usesCorrectionBias ? try tensors.vector(n.correctionBias(l), count: moe.expertCount) : nil
-        router = Router(config: moe.router, correctionBias: bias)
+        let map = expertMap ?? .identity(expertCount: moe.expertCount)
+        guard map.expertCount == moe.expertCount, map.survivingExperts.count >= moe.topK else {
+            throw ModelError.invalidExpertMap(layer: l, reason: "it covers \(map.expertCount) experts and keeps \(map.survivingExperts.count); the layer has \(moe.expertCount) with top-\(moe.topK)")
+        }
+        self.expertMap = map
+        router = Router(config: moe.router, correctionBias: bias, available: map.isIdentity ? nil : map.available)
         if let sharedExpert = moe.sharedExpert {
             shared = try FeedForward(from: tensors, gate: n.sharedExpert(l, .gate)!, up: n.sharedExpert(l, .up)!,
                                      down: n.sharedExpert(l, .down)!, hidden: d.hiddenSize,
@@ -39,10 +46,17 @@ struct MoEBlock: Sendable {
                 router.route(logits: UnsafeBufferPointer(rebasing: all[(t * config.expertCount)..<((t + 1) * config.expertCount)]))
             }
         }
-        // Group (token, slot, gate) by expert so each expert is one matrix product.
-        var assignments = [[(token: Int, slot: Int, gate: Float)]](repeating: [], count: config.expertCount)
+        // Group (token, position in its decision, gate) by computation slot so each slot is one
+        // matrix product. Without a plan a slot is an expert; with one, merged experts share a
+        // slot and their gates add up.
+        var assignments = [[(token: Int, slot: Int, gate: Float)]](repeating: [], count: expertMap.slotCount)
+        let unmodified = expertMap.isIdentity
         for (t, decision) in decisions.enumerated() {
-            for (slot, (e, g)) in zip(decision.experts, decision.gates).enumerated() { assignments[e].append((t, slot, g)) }
+            if unmodified {
+                for (position, (e, g)) in zip(decision.experts, decision.gates).enumerated() { assignments[e].append((t, position, g)) }
+            } else {
+                for (position, (slot, g)) in expertMap.slots(for: decision).enumerated() { assignments[slot].append((t, position, g)) }
+            }
         }
         let width = x.columns
         let slots = config.topK

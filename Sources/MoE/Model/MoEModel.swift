@@ -14,7 +14,10 @@ public final class MoEModel: Sendable {
 
     /// Loads the dense weights from `tensors`, checking every shape against `description`.
     /// Experts come from `experts`, or are all loaded from `tensors` when it is nil.
-    public init(description: ModelDescription, tensors: some TensorProvider, experts: (any ExpertSource)? = nil) throws {
+    /// `expertMaps` (by layer) applies a compression plan's routing; absent layers are unchanged,
+    /// and `experts` is then asked for slots rather than original experts.
+    public init(description: ModelDescription, tensors: some TensorProvider, experts: (any ExpertSource)? = nil,
+                expertMaps: [Int: ExpertMap] = [:]) throws {
         self.description = description
         let n = description.names
         let (vocab, hidden) = (description.vocabularySize, description.hiddenSize)
@@ -25,7 +28,9 @@ public final class MoEModel: Sendable {
             outputHead = try tensors.matrix(n.outputHead, shape: [vocab, hidden])
         }
         finalNorm = try tensors.vector(n.finalNorm, count: hidden)
-        layers = try (0..<description.layerCount).map { try DecoderLayer(layer: $0, description: description, tensors: tensors) }
+        layers = try (0..<description.layerCount).map {
+            try DecoderLayer(layer: $0, description: description, tensors: tensors, expertMap: expertMaps[$0])
+        }
         rope = RotaryEmbedding(description.rope)
         self.experts = try experts ?? LoadedExperts(description: description, tensors: tensors)
     }

@@ -4,6 +4,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case tokenOutOfRange(token: Int, vocabularySize: Int)
     case contextOverflow(requested: Int, limit: Int)
     case noSuchExpert(layer: Int, expert: Int)
+    case invalidExpertMap(layer: Int, reason: String)
 
     public var description: String {
         switch self {
@@ -15,6 +16,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
             return "the sequence would be \(requested) tokens long, longer than the model's context of \(limit)"
         case let .noSuchExpert(layer, expert):
             return "layer \(layer) has no expert \(expert)"
+        case let .invalidExpertMap(layer, reason):
+            return "the plan's expert map for layer \(layer) does not fit the model: \(reason)"
         }
     }
 }
