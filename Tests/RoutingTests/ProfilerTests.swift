@@ -111,3 +111,18 @@ final class ProfilerTests: XCTestCase {
         XCTAssertEqual(RoutingProfile.percentile([4, 1, 3, 2], 99.5), 3.985, accuracy: 1e-12)
     }
 }
+
+final class HeatmapTests: XCTestCase {
+    func testColoursAndCells() {
+        let map = ProfileHeatmap(title: "a<b", values: [[0, 1], [2, 4]], layerLabels: ["0", "1"], signed: false)
+        XCTAssertEqual(map.color(0, low: 0, high: 4), "#ffffff")
+        XCTAssertEqual(map.color(4, low: 0, high: 4), "#08306b")
+        let svg = map.svg()
+        XCTAssertEqual(svg.components(separatedBy: "<title>").count - 1, 4)     // one cell per (layer, expert)
+        XCTAssertTrue(svg.contains("a&lt;b"))
+        let diverging = ProfileHeatmap(title: "", values: [[-2, 2]], layerLabels: ["0"], signed: true)
+        XCTAssertEqual(diverging.color(2, low: -2, high: 2), "#2166ac")
+        XCTAssertEqual(diverging.color(-2, low: -2, high: 2), "#b2182b")
+        XCTAssertEqual(diverging.color(0, low: -2, high: 2), "#ffffff")
+    }
+}
