@@ -223,9 +223,13 @@ def main():
             w_model = torch.cat(cap[l]["w"]).double()
             assert torch.equal(idx, idx_model), f"layer {l}: top-k differs from the model's own selection"
             ps, _ = torch.sort(p, dim=-1, descending=True)
-            if E > k:
-                min_margin = min(min_margin, float((ps[:, k - 1] - ps[:, k]).min()))
-            min_top1_margin = min(min_top1_margin, float((ps[:, 0] - ps[:, 1]).min()))
+            kth_margin = ps[:, k - 1] - ps[:, k] if E > k else torch.full((T,), math.inf, dtype=torch.float64)
+            top1_margin = ps[:, 0] - ps[:, 1]
+            layer_min_margin = float(kth_margin.min())
+            layer_min_top1 = float(top1_margin.min())
+            near_ties = int(((kth_margin < 1e-4) | (top1_margin < 1e-4)).sum())
+            min_margin = min(min_margin, layer_min_margin)
+            min_top1_margin = min(min_top1_margin, layer_min_top1)
             g = p_top / p_top.sum(dim=-1, keepdim=True) if norm_topk else p_top.clone()
 
             gate_diff = (g - w_model).abs().max().item()
@@ -350,6 +354,9 @@ def main():
                 "residual_max_channel": rflat % d,
                 "dense_token_count": int(dense_rows.numel()),
                 "max_abs_y_recomputed_minus_model": diff,
+                "router_min_margin": layer_min_margin,
+                "router_min_top1_margin": layer_min_top1,
+                "near_tie_tokens_1e-4": near_ties,
                 "logit_cosine": logit_cos.tolist(),
                 "co_activation": co.tolist(),
                 "dense_output_mean": dense_mean,
