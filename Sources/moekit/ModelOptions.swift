@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import MoE
+
+/// `--model DIR`: which checkpoint a command runs. Without it, the default model that
+/// ships with MoEKit (`models/moekit-tiny`) is used.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "A Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json). Default: the bundled models/moekit-tiny.")
+    var model: String?
+
+    /// The checkpoint folder to use.
+    func modelDirectory() throws -> URL {
+        if let model { return URL(fileURLWithPath: model) }
+        if let found = DefaultModel.locate() { return found }
+        throw ValidationError("no --model given and the default model '\(DefaultModel.relativePath)' was not found; set MOEKIT_MODEL or pass --model DIR")
+    }
+
+    func loadModel() throws -> MoEModel { try MoEModel(directory: modelDirectory()) }
+
+    func loadTokenizer() throws -> Tokenizer {
+        try Tokenizer(contentsOf: modelDirectory().appendingPathComponent("tokenizer.json"))
+    }
+}
+
+/// Finds the bundled default model: `$MOEKIT_MODEL`, then `models/moekit-tiny` in the
+/// current directory or any parent, then next to the executable's build folder.
+enum DefaultModel {
+    static let relativePath = "models/moekit-tiny"
+
+    static func locate() -> URL? {
+        let fm = FileManager.default
+        if let fromEnvironment = ProcessInfo.processInfo.environment["MOEKIT_MODEL"], !fromEnvironment.isEmpty {
+            return URL(fileURLWithPath: fromEnvironment)
+        }
+        let starts = [URL(fileURLWithPath: fm.currentDirectoryPath),
+                      URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()]
+        for start in starts {
+            var directory = start.standardizedFileURL
+            while true {
+                let candidate = directory.appendingPathComponent(relativePath)
+                if fm.fileExists(atPath: candidate.appendingPathComponent("config.json").path) { return candidate }
+                let parent = directory.deletingLastPathComponent()
+                if parent.path == directory.path { break }
+                directory = parent
+            }
+        }
+        return nil
+    }
+}
