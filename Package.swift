@@ -21,12 +21,15 @@ let package = Package(
         .target(name: "CKernels"),
         .target(name: "Routing"),
         .target(name: "MoE", dependencies: ["Routing", "CBLAS", "CKernels"]),
+        .target(name: "ExpertStore", dependencies: ["MoE", "Routing", "CLMDB", "CBLAS", "CKernels"]),
         .executableTarget(
             name: "moekit",
-            dependencies: ["MoE", "Routing", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MoE", "Routing", "ExpertStore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(name: "moekit-bench", dependencies: ["MoE", "Routing", "CBLAS"], path: "Benchmarks/moekit-bench"),
+        .executableTarget(name: "store-bench", dependencies: ["MoE", "ExpertStore"], path: "Benchmarks/store-bench"),
         .testTarget(name: "RoutingTests", dependencies: ["Routing"]),
         .testTarget(name: "MoETests", dependencies: ["MoE", "Routing"]),
+        .testTarget(name: "ExpertStoreTests", dependencies: ["ExpertStore", "MoE", "CLMDB"]),
     ]
 )

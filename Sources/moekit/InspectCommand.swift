@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ExpertStore
 import MoE
 
 struct InspectCommand: ParsableCommand {
@@ -9,11 +10,18 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Print JSON instead of text.") var json = false
 
     func run() throws {
-        let directory = try source.modelDirectory()
-        let checkpoint = try CheckpointDirectory(url: directory)
-        let description = try Architectures.describe(configData: try checkpoint.configData(),
-                                                     file: directory.appendingPathComponent("config.json").path)
-        let summary = ModelSummary(description: description, storedBytes: checkpoint.storedBytes)
+        var summary: ModelSummary
+        if let store = try source.openStore() {
+            let storeSummary = try StoreSummary(store: store)
+            summary = ModelSummary(description: try store.modelDescription(), storedBytes: storeSummary.fileBytes)
+            summary.store = storeSummary
+        } else {
+            let directory = try source.modelDirectory()
+            let checkpoint = try CheckpointDirectory(url: directory)
+            let description = try Architectures.describe(configData: try checkpoint.configData(),
+                                                         file: directory.appendingPathComponent("config.json").path)
+            summary = ModelSummary(description: description, storedBytes: checkpoint.storedBytes)
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -39,6 +47,8 @@ struct ModelSummary: Encodable {
     var expertParameters: Int
     var activeParametersPerToken: Int
     var storedBytes: Int
+    /// Only for `--store`.
+    var store: StoreSummary?
 
     init(description d: ModelDescription, storedBytes: Int) {
         architecture = d.family.rawValue
@@ -70,6 +80,6 @@ struct ModelSummary: Encodable {
         attention         \(attention)
         parameters        \(parameters.formatted()) (routed experts \(expertParameters.formatted()), active per token \(activeParametersPerToken.formatted()))
         bytes on disk     \(storedBytes.formatted())
-        """
+        """ + (store.map { "\n" + $0.text } ?? "")
     }
 }

@@ -1,12 +1,26 @@
 import ArgumentParser
+import ExpertStore
 import Foundation
 import MoE
 
-/// `--model DIR`: which checkpoint a command runs. Without it, the default model that
+/// `--model DIR` or `--store PATH`: which model a command runs, from a checkpoint folder or
+/// from an expert store made by `moekit import`. With neither, the default model that
 /// ships with MoEKit (`models/moekit-tiny`) is used.
 struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json). Default: the bundled models/moekit-tiny.")
     var model: String?
+
+    @Option(name: .long, help: "An expert store made by `moekit import`, used instead of --model (opened read-only).")
+    var store: String?
+
+    func validate() throws {
+        if model != nil && store != nil { throw ValidationError("pass either --model DIR or --store PATH, not both") }
+    }
+
+    /// The store named by `--store`, opened read-only; nil without `--store`.
+    func openStore() throws -> ExpertStore? {
+        try store.map { try ExpertStore(url: URL(fileURLWithPath: $0)) }
+    }
 
     /// The checkpoint folder to use.
     func modelDirectory() throws -> URL {
@@ -15,10 +29,19 @@ struct ModelOptions: ParsableArguments {
         throw ValidationError("no --model given and the default model '\(DefaultModel.relativePath)' was not found; set MOEKIT_MODEL or pass --model DIR")
     }
 
-    func loadModel() throws -> MoEModel { try MoEModel(directory: modelDirectory()) }
+    func loadModel() throws -> MoEModel {
+        if let store = try openStore() { return try store.loadModel() }
+        return try MoEModel(directory: modelDirectory())
+    }
 
     func loadTokenizer() throws -> Tokenizer {
-        try Tokenizer(contentsOf: modelDirectory().appendingPathComponent("tokenizer.json"))
+        if let store = try openStore() {
+            guard let data = try store.file("tokenizer.json") else {
+                throw ValidationError("\(store.path): the store has no tokenizer.json (the checkpoint it was imported from had none)")
+            }
+            return try Tokenizer(data: data, file: "tokenizer.json in \(store.path)")
+        }
+        return try Tokenizer(contentsOf: modelDirectory().appendingPathComponent("tokenizer.json"))
     }
 }
 

@@ -1,0 +1,101 @@
+import Foundation
+import MoE
+
+public struct ExportSummary: Sendable, Equatable, Codable {
+    public var files: [String]
+    public var tensors: Int
+    public var tensorBytes: Int
+}
+
+/// Writes a store back out as a standard Hugging Face checkpoint folder: the original
+/// `config.json`, tokenizer and generation files byte for byte, and one `model.safetensors`
+/// holding every tensor under its original name and dtype. Every record's checksum is
+/// verified on the way out, so a damaged store cannot produce a silently damaged export.
+public struct StoreExporter {
+    public let store: ExpertStore
+
+    public init(store: ExpertStore) {
+        self.store = store
+    }
+
+    public func export(to directory: URL) throws -> ExportSummary {
+        let fm = FileManager.default
+        if let existing = try? fm.contentsOfDirectory(atPath: directory.path), !existing.isEmpty {
+            throw StoreError.outputNotEmpty(path: directory.path)
+        }
+        do { try fm.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
+            throw StoreError.outputNotEmpty(path: directory.path)
+        }
+        let description = try store.modelDescription()
+        let dense = try StoreTensorProvider(store: store)
+        let experts = try ExpertRecordReader(store: store)
+
+        var writer = SafetensorsWriter()
+        var tensorBytes = 0
+        for name in dense.names {
+            let layout = try dense.layout(name)
+            tensorBytes += layout.byteCount
+            writer.add(name, dtype: layout.dtype, shape: layout.shape) { emit in
+                try dense.withVerifiedBytes(name) { bytes, _ in try emit(bytes) }
+            }
+        }
+        var tensorCount = dense.names.count
+        for layer in description.moeLayerIndices {
+            for e in 0..<description.layers[layer].moe!.expertCount {
+                let key = ExpertKey(layer: layer, expert: e)
+                let layouts = try experts.layouts(key)
+                for (index, projection) in Projection.allCases.enumerated() {
+                    tensorBytes += layouts[index].byteCount
+                    tensorCount += 1
+                    writer.add(description.names.expert(layer, e, projection), dtype: layouts[index].dtype, shape: layouts[index].shape) { emit in
+                        try experts.withVerifiedTensor(key, index: index) { try emit($0) }
+                    }
+                }
+            }
+        }
+        var files = [String]()
+        for name in try store.fileNames() {
+            guard let data = try store.file(name) else { continue }
+            let target = directory.appendingPathComponent(name)
+            do { try data.write(to: target, options: .atomic) } catch {
+                throw SafetensorsWriterError.cannotWrite(file: target.path, reason: error.localizedDescription)
+            }
+            files.append(name)
+        }
+        try writer.write(to: directory.appendingPathComponent("model.safetensors"))
+        files.append("model.safetensors")
+        return ExportSummary(files: files.sorted(), tensors: tensorCount, tensorBytes: tensorBytes)
+    }
+}
+
+/// Raw access to expert records for export: header checks and checksums, no widening.
+struct ExpertRecordReader {
+    let store: ExpertStore
+    let snapshot: LMDBSnapshot
+
+    init(store: ExpertStore) throws {
+        self.store = store
+        snapshot = try store.environment.snapshot()
+    }
+
+    private func record(_ key: ExpertKey) throws -> (UnsafeRawBufferPointer, RecordHeader) {
+        let name = "expert record (\(key))"
+        let record = try snapshot.withTransaction { txn -> UnsafeRawBufferPointer in
+            guard let record = try txn.get(store.experts, key.bytes) else { throw StoreError.missingRecord(path: store.path, record: name) }
+            return record
+        }
+        let header = try RecordCodec.header(of: record, name: name, store: store.path)
+        guard header.kind == .expertSwiGLU, header.tensors.count == 3 else {
+            throw StoreError.corruptRecord(path: store.path, record: name, reason: "not an expert record")
+        }
+        return (record, header)
+    }
+
+    func layouts(_ key: ExpertKey) throws -> [TensorLayout] { try record(key).1.tensors }
+
+    func withVerifiedTensor<T>(_ key: ExpertKey, index: Int, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
+        let (bytes, header) = try record(key)
+        try RecordCodec.verify(bytes, header: header, name: "expert record (\(key))", store: store.path)
+        return try body(RecordCodec.tensorBytes(bytes, header: header, index: index))
+    }
+}

@@ -1,0 +1,45 @@
+import CBLAS
+import MoE
+
+/// An f32 expert used where it lies in the store's memory map: no copy, no allocation
+/// for weights. It makes exactly the OpenBLAS calls `LinearAlgebra.linear` makes (sgemv
+/// for one row, sgemm otherwise, same arguments), so its output is bit-identical to a
+/// `FeedForward` holding the same weights.
+///
+/// The pointers stay valid because `owner` keeps the read transaction (and with it the
+/// environment and the pages of this snapshot) alive.
+struct MappedExpert: Expert, @unchecked Sendable {
+    let gate: UnsafePointer<Float>   // [intermediate, hidden]
+    let up: UnsafePointer<Float>     // [intermediate, hidden]
+    let down: UnsafePointer<Float>   // [hidden, intermediate]
+    let hidden: Int
+    let intermediate: Int
+    let owner: LMDBSnapshot
+
+    func forward(_ x: Matrix) -> Matrix {
+        var activation = Self.linear(x, gate, rows: intermediate, columns: hidden)
+        Functions.swiglu(gate: &activation, up: Self.linear(x, up, rows: intermediate, columns: hidden))
+        return Self.linear(activation, down, rows: hidden, columns: intermediate)
+    }
+
+    var residentBytes: Int { 3 * hidden * intermediate * MemoryLayout<Float>.size }
+
+    /// `x · Wᵀ` for a row-major weight `W` `[rows, columns]` at `weight`.
+    static func linear(_ x: Matrix, _ weight: UnsafePointer<Float>, rows: Int, columns: Int) -> Matrix {
+        precondition(x.columns == columns, "linear: input has \(x.columns) features, weight expects \(columns)")
+        var out = Matrix(zeros: x.rows, rows)
+        guard x.rows > 0, rows > 0 else { return out }
+        x.values.withUnsafeBufferPointer { v in
+            out.values.withUnsafeMutableBufferPointer { y in
+                if x.rows == 1 {
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(rows), Int32(columns),
+                                1, weight, Int32(columns), v.baseAddress, 1, 0, y.baseAddress, 1)
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(x.rows), Int32(rows), Int32(columns), 1,
+                                v.baseAddress, Int32(columns), weight, Int32(columns), 0, y.baseAddress, Int32(rows))
+                }
+            }
+        }
+        return out
+    }
+}

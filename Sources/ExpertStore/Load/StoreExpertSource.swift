@@ -1,0 +1,109 @@
+import Foundation
+import MoE
+
+/// Experts fetched from the store one record at a time: an `ExpertSource` for the forward
+/// pass that reads only the experts it is asked for (optionally only those in `allowed`).
+///
+/// Each expert is loaded on first touch (or up front with `load(_:)`): its record's
+/// CRC-32C is checked once, then an f32 record whose weights are 16-byte aligned in the map
+/// is used in place (`MappedExpert`); anything else is widened to f32 once (`FeedForward`)
+/// and its mapped pages are released, so only the f32 copy stays resident.
+///
+/// Threads: the source holds one long-lived read transaction (a consistent snapshot; its
+/// pages stay mapped and unchanged while the source lives). LMDB lets one thread use a
+/// transaction at a time, so record look-ups (microseconds) go through a lock; checksums,
+/// widening and every forward pass run concurrently. The trade-off: while a source is alive,
+/// a writer in another process cannot reuse the pages of this snapshot, so the file grows
+/// instead; release sources you no longer need.
+public final class StoreExpertSource: ExpertSource, @unchecked Sendable {
+    public let store: ExpertStore
+    public let variant: ExpertVariant
+    /// The experts this source may load; nil allows all.
+    public let allowed: Set<ExpertID>?
+    private let description: ModelDescription
+    private let snapshot: LMDBSnapshot
+    private let lock = NSLock()
+    private var loaded = [ExpertID: any Expert]()
+
+    public init(store: ExpertStore, variant: ExpertVariant = .original, allowing allowed: Set<ExpertID>? = nil) throws {
+        self.store = store
+        self.variant = variant
+        self.allowed = allowed
+        description = try store.modelDescription()
+        snapshot = try store.environment.snapshot()
+    }
+
+    public func expert(layer: Int, index: Int) throws -> any Expert {
+        let id = ExpertID(layer: layer, expert: index)
+        lock.lock()
+        let cached = loaded[id]
+        lock.unlock()
+        if let cached { return cached }
+        if let allowed, !allowed.contains(id) {
+            throw StoreError.expertNotLoaded(path: store.path, layer: layer, expert: index, allowedCount: allowed.count)
+        }
+        let made = try makeExpert(id)
+        lock.lock()
+        defer { lock.unlock() }
+        // Another thread may have loaded it meanwhile; keep the first so all callers share one.
+        if let existing = loaded[id] { return existing }
+        loaded[id] = made
+        return made
+    }
+
+    /// Loads `ids` now (checksums verified) instead of on first use.
+    public func load(_ ids: some Sequence<ExpertID>) throws {
+        for id in ids { _ = try expert(layer: id.layer, index: id.expert) }
+    }
+
+    /// Every expert of every MoE layer, in key order.
+    public var allExpertIDs: [ExpertID] {
+        description.moeLayerIndices.flatMap { l in (0..<description.layers[l].moe!.expertCount).map { ExpertID(layer: l, expert: $0) } }
+    }
+
+    /// Bytes of expert weights loaded so far (mapped f32 weights count once touched).
+    public var residentBytes: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return loaded.values.reduce(0) { $0 + $1.residentBytes }
+    }
+
+    public var loadedCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return loaded.count
+    }
+
+    private func makeExpert(_ id: ExpertID) throws -> any Expert {
+        let key = ExpertKey(layer: id.layer, expert: id.expert, variant: variant)
+        let name = "expert record (\(key))"
+        guard description.layers.indices.contains(id.layer), let moe = description.layers[id.layer].moe,
+              (0..<moe.expertCount).contains(id.expert) else {
+            throw ModelError.noSuchExpert(layer: id.layer, expert: id.expert)
+        }
+        let record = try snapshot.withTransaction { txn -> UnsafeRawBufferPointer in
+            guard let record = try txn.get(store.experts, key.bytes) else {
+                throw StoreError.missingRecord(path: store.path, record: name)
+            }
+            return record
+        }
+        let header = try RecordCodec.header(of: record, name: name, store: store.path)
+        let (h, f) = (description.hiddenSize, moe.expertIntermediateSize)
+        guard header.kind == .expertSwiGLU, header.tensors.map(\.shape) == [[f, h], [f, h], [h, f]] else {
+            throw StoreError.corruptRecord(path: store.path, record: name,
+                                           reason: "expected gate/up [\(f), \(h)] and down [\(h), \(f)], found \(header.tensors.map(\.shape))")
+        }
+        try RecordCodec.verify(record, header: header, name: name, store: store.path)
+        let parts = (0..<3).map { RecordCodec.tensorBytes(record, header: header, index: $0) }
+        let inPlace = header.tensors.allSatisfy { $0.dtype == .f32 } && parts.allSatisfy { Int(bitPattern: $0.baseAddress) % 16 == 0 }
+        if inPlace {
+            return MappedExpert(gate: parts[0].baseAddress!.assumingMemoryBound(to: Float.self),
+                                up: parts[1].baseAddress!.assumingMemoryBound(to: Float.self),
+                                down: parts[2].baseAddress!.assumingMemoryBound(to: Float.self),
+                                hidden: h, intermediate: f, owner: snapshot)
+        }
+        let m = try (0..<3).map { try TensorWidening.matrix(parts[$0], layout: header.tensors[$0], record: name, store: store.path) }
+        MappedPages.release(record)
+        return FeedForward(gate: m[0], up: m[1], down: m[2])
+    }
+}

@@ -1,0 +1,113 @@
+import XCTest
+@testable import ExpertStore
+@testable import MoE
+
+/// A model run from the store must give exactly (==) the logits of the same model run
+/// from its safetensors checkpoint: both widen the same bytes with the same kernels and
+/// make the same BLAS calls.
+final class StoreLogitsTests: StoreTestCase {
+    func assertBitIdentical(_ checkpoint: URL, ids: [Int], label: String) throws {
+        let reference = try MoEModel(directory: checkpoint)
+        let storeURL = try importedStore(checkpoint)
+        let store = try ExpertStore(url: storeURL)
+        let model = try store.loadModel()
+        XCTAssertEqual(model.description, reference.description, label)
+        // Prefill (sgemm) …
+        let expected = try reference.logits(ids)
+        let actual = try model.logits(ids)
+        XCTAssertEqual(actual.rows, expected.rows, label)
+        XCTAssertTrue(actual.values == expected.values, "\(label): prefill logits differ, max |Δ| = \(zip(actual.values, expected.values).map { abs($0 - $1) }.max() ?? 0)")
+        // … and token-by-token decode (sgemv).
+        var referenceCache = reference.makeCache()
+        var storeCache = model.makeCache()
+        for id in ids.prefix(6) {
+            let a = try model.forward([id], cache: &storeCache)
+            let b = try reference.forward([id], cache: &referenceCache)
+            XCTAssertTrue(a.values == b.values, "\(label): decode logits differ at token \(id)")
+        }
+    }
+
+    func testLogitsAreBitIdenticalForEveryFamily() throws {
+        for family in StoreFixtures.families {
+            try assertBitIdentical(StoreFixtures.url(family), ids: try StoreFixtures.referenceIDs(family), label: family)
+        }
+    }
+
+    func testLogitsAreBitIdenticalForTheDefaultModel() throws {
+        let weights = StoreFixtures.defaultModel.appendingPathComponent("model.safetensors")
+        guard FileManager.default.fileExists(atPath: weights.path) else {
+            throw XCTSkip("models/moekit-tiny/model.safetensors is not there yet")
+        }
+        try assertBitIdentical(StoreFixtures.defaultModel, ids: [1, 17, 200, 31, 5, 999, 42, 7, 300, 12, 64, 2], label: "moekit-tiny")
+    }
+
+    /// F32 experts are used in place from the map; BF16/F16 experts are widened copies.
+    func testF32ExpertsAreZeroCopyAndHalfExpertsAreWidened() throws {
+        for (family, mapped) in [("mixtral", true), ("olmoe", true), ("qwen2_moe", false), ("qwen3_moe", false)] {
+            let store = try ExpertStore(url: try importedStore(StoreFixtures.url(family)))
+            let source = try StoreExpertSource(store: store)
+            let first = try store.modelDescription().moeLayerIndices[0]
+            let expert = try source.expert(layer: first, index: 0)
+            XCTAssertEqual(expert is MappedExpert, mapped, family)
+            XCTAssertEqual(expert is FeedForward, !mapped, family)
+        }
+    }
+
+    /// Only the allowed experts load; resident bytes count exactly those loaded.
+    func testSubsetLoadingAndResidentBytes() throws {
+        let store = try ExpertStore(url: try importedStore(StoreFixtures.url("qwen2_moe")))
+        let description = try store.modelDescription()
+        let layer = description.moeLayerIndices[0]
+        let moe = description.layers[layer].moe!
+        let perExpert = 3 * description.hiddenSize * moe.expertIntermediateSize * 4
+        let allowed: Set<ExpertID> = [ExpertID(layer: layer, expert: 1), ExpertID(layer: layer, expert: 5)]
+        let source = try StoreExpertSource(store: store, allowing: allowed)
+        XCTAssertEqual(source.residentBytes, 0)
+        _ = try source.expert(layer: layer, index: 1)
+        XCTAssertEqual(source.residentBytes, perExpert)
+        _ = try source.expert(layer: layer, index: 1)
+        XCTAssertEqual(source.loadedCount, 1)
+        try source.load(allowed)
+        XCTAssertEqual(source.residentBytes, 2 * perExpert)
+        XCTAssertThrowsError(try source.expert(layer: layer, index: 2)) { error in
+            XCTAssertEqual(error as? StoreError, .expertNotLoaded(path: store.path, layer: layer, expert: 2, allowedCount: 2))
+            XCTAssertEqual("\(error)", "\(store.path): layer \(layer), expert 2 is not among the 2 experts this loader was opened for")
+        }
+        // The loaded expert computes what the checkpoint's expert computes.
+        let checkpoint = try CheckpointDirectory(url: StoreFixtures.url("qwen2_moe"))
+        let n = description.names
+        let reference = try FeedForward(from: checkpoint, gate: n.expert(layer, 5, .gate), up: n.expert(layer, 5, .up), down: n.expert(layer, 5, .down),
+                                        hidden: description.hiddenSize, intermediate: moe.expertIntermediateSize)
+        let x = Matrix(rows: 3, columns: description.hiddenSize, values: (0..<(3 * description.hiddenSize)).map { Float($0 % 7) * 0.1 - 0.3 })
+        XCTAssertEqual(try source.expert(layer: layer, index: 5).forward(x), reference.forward(x))
+    }
+
+    /// Many threads loading and running experts at once see one consistent set.
+    func testConcurrentLoadingFromManyThreads() throws {
+        let store = try ExpertStore(url: try importedStore(StoreFixtures.url("mixtral")))
+        let source = try StoreExpertSource(store: store)
+        let ids = source.allExpertIDs
+        let description = try store.modelDescription()
+        let x = Matrix(rows: 2, columns: description.hiddenSize, values: (0..<(2 * description.hiddenSize)).map { Float($0) * 0.01 })
+        let serial = try ids.map { try source.expert(layer: $0.layer, index: $0.expert).forward(x) }
+        let fresh = try StoreExpertSource(store: store)
+        let results = ResultBox(count: ids.count)
+        DispatchQueue.concurrentPerform(iterations: ids.count * 4) { i in
+            let id = ids[i % ids.count]
+            results.set(i % ids.count, Result { try fresh.expert(layer: id.layer, index: id.expert).forward(x) })
+        }
+        for (i, result) in results.values.enumerated() { XCTAssertEqual(try result?.get(), serial[i]) }
+        XCTAssertEqual(fresh.loadedCount, ids.count)
+    }
+}
+
+final class ResultBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var values: [Result<Matrix, Error>?]
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ value: Result<Matrix, Error>) {
+        lock.lock()
+        values[i] = value
+        lock.unlock()
+    }
+}
