@@ -71,6 +71,17 @@ let sgemmTime = best(of: 5) {
 let sgemmGFLOPs = 2 * pow(Double(n), 3) / sgemmTime / 1e9
 print(String(format: "sgemm 1024^3:          %7.1f GFLOP/s", sgemmGFLOPs))
 
+// Decode is bound by reading weights: the machine's f32 sgemv bandwidth over 64 MiB.
+let gemvRows = 4096
+let gemvMatrix = [Float](repeating: 0.01, count: gemvRows * gemvRows)
+let gemvX = [Float](repeating: 1, count: gemvRows)
+var gemvY = [Float](repeating: 0, count: gemvRows)
+let gemvTime = best(of: 5) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(gemvRows), Int32(gemvRows), 1, gemvMatrix, Int32(gemvRows), gemvX, 1, 0, &gemvY, 1)
+}
+let gemvBandwidth = Double(gemvRows * gemvRows * 4) / gemvTime / 1e9
+print(String(format: "sgemv 4096^2 (f32):    %7.1f GB/s of weights", gemvBandwidth))
+
 // 2. The model.
 let model = try MoEModel(description: description, tensors: RandomTensors(shapes: shapes))
 let activeParameters = Double(layers * (4096 * hidden * 2 + 512 * hidden * 2) + layers * topK * 3 * hidden * expertWidth + layers * experts * hidden + vocabulary * hidden)
@@ -90,4 +101,6 @@ let decodeTime = try best(of: 3) {
 let decodeRate = Double(decodeSteps) / decodeTime
 print(String(format: "decode:                %7.1f tokens/s  (%.1f GFLOP/s effective, %.2fx of sgemm)",
              decodeRate, decodeRate * 2 * activeParameters / 1e9, decodeRate * 2 * activeParameters / 1e9 / sgemmGFLOPs))
+let decodeBandwidth = decodeRate * activeParameters * 4 / 1e9
+print(String(format: "decode weight traffic: %7.1f GB/s (%.2fx of sgemv bandwidth)", decodeBandwidth, decodeBandwidth / gemvBandwidth))
 print(String(format: "active parameters per token: %.1f M", activeParameters / 1e6))
