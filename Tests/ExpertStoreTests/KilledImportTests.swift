@@ -7,51 +7,6 @@ import XCTest
 /// points (through the `MOEKIT_TEST_KILL_AT` hook) and after random delays; and readers in
 /// several processes at once.
 final class KilledImportTests: StoreTestCase {
-    struct Run {
-        var status: Int32
-        var killed: Bool
-        var stdout: String
-        var stderr: String
-    }
-
-    /// The `moekit` executable built next to this test bundle.
-    func moekit() throws -> URL {
-        let bundle = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        let binary = bundle.deletingLastPathComponent().appendingPathComponent("moekit")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            XCTFail("no moekit executable at \(binary.path); `swift build` builds it")
-            throw XCTSkip("moekit not built")
-        }
-        return binary
-    }
-
-    func start(_ arguments: [String], environment: [String: String] = [:]) throws -> (Process, URL, URL) {
-        let process = Process()
-        process.executableURL = try moekit()
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let folder = scratchURL("output")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let out = folder.appendingPathComponent("stdout"), err = folder.appendingPathComponent("stderr")
-        try Data().write(to: out)
-        try Data().write(to: err)
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        try process.run()
-        return (process, out, err)
-    }
-
-    func finish(_ started: (Process, URL, URL)) throws -> Run {
-        let (process, out, err) = started
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, killed: process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL,
-                   stdout: try String(contentsOf: out, encoding: .utf8), stderr: try String(contentsOf: err, encoding: .utf8))
-    }
-
-    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Run {
-        try finish(try start(arguments, environment: environment))
-    }
-
     func referenceLogits(_ family: String) throws -> [Float] {
         try MoEModel(directory: StoreFixtures.url(family)).logits(try StoreFixtures.referenceIDs(family)).values
     }
@@ -137,6 +92,21 @@ final class KilledImportTests: StoreTestCase {
         let inspect = try run(["inspect", "--store", storeURL.path])
         XCTAssertEqual(inspect.status, 0, inspect.stderr)
         XCTAssertTrue(inspect.stdout.contains("variants          original (16 experts)"), inspect.stdout)
+    }
+
+    /// Two imports of the same checkpoint racing on one store both succeed and leave it complete.
+    func testConcurrentImportsOfTheSameModel() throws {
+        let store = scratchURL("store")
+        let arguments = ["import", "--model", StoreFixtures.url("deepseek_v3_yarn").path, "--store", store.path]
+        let racers = try (0..<3).map { _ in try start(arguments) }
+        for racer in racers {
+            let result = try finish(racer)
+            XCTAssertEqual(result.status, 0, result.stderr)
+        }
+        let opened = try ExpertStore(url: store)
+        XCTAssertEqual(try opened.importState()?.completedLayers.sorted(), [1, 2])
+        XCTAssertEqual(try opened.verifyExperts().records, 16)
+        XCTAssertTrue(try opened.loadModel().logits(try StoreFixtures.referenceIDs("deepseek_v3_yarn")).values == (try referenceLogits("deepseek_v3_yarn")))
     }
 
     func testCLIRefusesAnotherModelAndLeavesTheStoreAlone() throws {

@@ -94,11 +94,19 @@ public struct StoreImporter {
             try progress(.denseCommitted(tensors: plan.denseNames.count, bytes: bytesWritten))
         }
         var layersWritten = [Int]()
+        let stateKey = Array(StoreSchema.MetaKey.importState.utf8)
         for layer in state.remainingLayers {
-            var next = state
-            next.completedLayers.append(layer)
-            let committed = next
-            bytesWritten += try environment.write { txn in
+            // The import record is re-read inside each transaction, so that two imports
+            // racing on one store (LMDB runs their write transactions one after the other)
+            // never write a record that forgets a layer the other committed.
+            let outcome = try environment.write { txn -> (state: ImportState, bytes: Int) in
+                var current = try txn.get(store.meta, stateKey).map { try Self.decodeState(Data($0), environment) } ?? state
+                guard current.fingerprint == fingerprint else {
+                    throw StoreError.differentModel(path: storeURL.path, storeModel: "another model from \(current.source)",
+                                                    storeFingerprint: current.fingerprint, checkpoint: checkpointURL.path,
+                                                    checkpointFingerprint: fingerprint)
+                }
+                if current.completedLayers.contains(layer) { return (current, 0) }
                 var written = 0
                 let count = description.layers[layer].moe!.expertCount
                 for e in 0..<count {
@@ -107,16 +115,18 @@ public struct StoreImporter {
                                                   kind: .expertSwiGLU, names: names, checkpoint: checkpoint)
                     try progress(.expertWritten(layer: layer, expert: e, expertsInLayer: count, bytes: written))
                 }
-                try txn.put(store.meta, Array(StoreSchema.MetaKey.importState.utf8), try Self.json(committed))
-                return written
+                current.completedLayers.append(layer)
+                try txn.put(store.meta, stateKey, try Self.json(current))
+                return (current, written)
             }
-            state = committed
-            layersWritten.append(layer)
+            state = outcome.state
+            bytesWritten += outcome.bytes
+            if outcome.bytes > 0 { layersWritten.append(layer) }
             try progress(.layerCommitted(layer: layer, completedLayers: state.completedLayers.count, totalLayers: state.moeLayers.count))
         }
         state.phase = .complete
         let finished = state
-        try environment.write { txn in try txn.put(store.meta, Array(StoreSchema.MetaKey.importState.utf8), try Self.json(finished)) }
+        try environment.write { txn in try txn.put(store.meta, stateKey, try Self.json(finished)) }
         try environment.sync()
         try progress(.completed)
         return ImportSummary(outcome: existing == nil ? .imported : .resumed, fingerprint: fingerprint,
