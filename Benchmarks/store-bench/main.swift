@@ -113,10 +113,22 @@ func run() throws {
     print(String(format: "checkpoint: %@ (experts %@) written in %.2f s", mib(checkpointBytes), mib(allExperts * perExpertBF16), writeTime))
 
     var summary: ImportSummary!
-    let importTime = try seconds { summary = try StoreImporter(checkpoint: checkpointURL, store: storeURL).run() }
+    var committed = [Double]()
+    let importStart = DispatchTime.now().uptimeNanoseconds
+    func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - importStart) / 1e9 }
+    let importTime = try seconds {
+        summary = try StoreImporter(checkpoint: checkpointURL, store: storeURL).run { event in
+            switch event {
+            case .started, .denseCommitted, .layerCommitted: committed.append(elapsed())
+            default: break
+            }
+        }
+    }
     let storeFile = (try? FileManager.default.attributesOfItem(atPath: storeURL.appendingPathComponent("data.mdb").path)[.size] as? Int) ?? 0
-    print(String(format: "import: %.2f s (%.2f GB/s of tensor data), data.mdb %@", importTime,
-                 Double(summary.bytesWritten) / importTime / 1e9, mib(storeFile)))
+    print(String(format: "import: %.2f s (%.2f GB/s of tensor data), data.mdb %@; checks + fingerprint %.2f s, dense txn %.2f s, "
+                 + "expert layers %.2f s", importTime,
+                 Double(summary.bytesWritten) / importTime / 1e9, mib(storeFile), committed[0], committed[1] - committed[0],
+                 committed.last! - committed[1]))
     print("")
     // Each row is measured `rounds` times, alternating, and the fastest run is reported, so
     // that no row gains from running after another (allocator state, page cache).

@@ -7,8 +7,8 @@ import MoE
 /// plans made from it. See `StoreSchema` for the databases and `RecordCodec` for records.
 ///
 /// `ExpertStore(url:)` opens a finished store for use, read-only by default, which is how
-/// serving opens it; any number of processes may do so at once. Only one `ExpertStore`
-/// per store should be open in a process at a time (an LMDB rule).
+/// serving opens it; any number of processes may do so at once. Within a process, every
+/// `ExpertStore` of one path shares one LMDB environment (LMDB forbids opening it twice).
 public final class ExpertStore: @unchecked Sendable {
     public let url: URL
     let environment: LMDBEnvironment
