@@ -152,6 +152,25 @@ final class StoreFaultTests: StoreTestCase {
         }
     }
 
+    /// The map only grows while no reader of this process could have pointers into it.
+    func testMapDoesNotGrowUnderALiveReader() throws {
+        let directory = scratchURL("env")
+        let environment = try LMDBEnvironment(directory: directory, readOnly: false, mapSize: 1 << 20)
+        let database = try XCTUnwrap(try environment.openDatabase("test", create: true))
+        try environment.write { txn in try txn.put(database, Array("small".utf8), [1, 2, 3]) }
+        let big = [UInt8](repeating: 7, count: 3 << 20)
+        var snapshot: LMDBSnapshot? = try environment.snapshot()
+        let held = try snapshot!.withTransaction { try $0.get(database, Array("small".utf8)) }
+        XCTAssertThrowsError(try environment.write { txn in try txn.put(database, Array("big".utf8), big) }) {
+            XCTAssertEqual($0 as? StoreError, .mapInUse(path: directory.path))
+        }
+        XCTAssertEqual(Array(held!), [1, 2, 3], "the reader's bytes are still mapped")
+        snapshot = nil
+        try environment.write { txn in try txn.put(database, Array("big".utf8), big) }
+        XCTAssertGreaterThanOrEqual(environment.info.mapSize, 4 << 20)
+        XCTAssertEqual(try environment.read { try $0.get(database, Array("big".utf8)).map(Array.init) }, big)
+    }
+
     /// A map far too small for the checkpoint grows as the import fills it.
     func testMapGrowsWhenFull() throws {
         let store = scratchURL("store")

@@ -16,8 +16,12 @@ final class LMDBEnvironment: @unchecked Sendable {
     let path: String
     let readOnly: Bool
     let handle: OpaquePointer
-    /// Serialises map growth, which LMDB allows only while this process has no transaction open.
+    /// Guards `liveReaders` and every change of the map size. LMDB remaps the file when the
+    /// map size changes, which would pull the pages out from under any read transaction of
+    /// this process (and the zero-copy experts pointing into them), so the map is only ever
+    /// resized while no reader is live here.
     private let resizeLock = NSLock()
+    private var liveReaders = 0
 
     static let maxDatabases: UInt32 = 8
     static let dataFile = "data.mdb"
@@ -51,9 +55,11 @@ final class LMDBEnvironment: @unchecked Sendable {
         // From here on every property is set, so a throw runs deinit, which closes `env`.
         handle = env
         try Self.check(mdb_env_set_maxdbs(env, Self.maxDatabases), path: path, "mdb_env_set_maxdbs")
-        if let mapSize, !readOnly {
-            try Self.check(mdb_env_set_mapsize(env, Self.roundedMapSize(mapSize)), path: path, "mdb_env_set_mapsize")
-        }
+        // The map is address space, not memory or disk (without MDB_WRITEMAP the file only
+        // grows as pages are written), so reserve plenty: a store that grows while this
+        // process reads it then rarely outgrows the map (see `beginTransaction`).
+        let generous = (existingSize ?? 0) * 2 + (1 << 30)
+        try Self.check(mdb_env_set_mapsize(env, Self.roundedMapSize(readOnly ? generous : mapSize ?? generous)), path: path, "mdb_env_set_mapsize")
         var flags = UInt32(MDB_NOTLS)
         flags |= readOnly ? UInt32(MDB_RDONLY) : UInt32(MDB_NOMETASYNC)
         try Self.check(mdb_env_open(env, path, flags, 0o644), path: path, "mdb_env_open")
@@ -158,20 +164,36 @@ final class LMDBEnvironment: @unchecked Sendable {
     /// it returns stay valid (and unchanged) that long.
     func snapshot() throws -> LMDBSnapshot { try LMDBSnapshot(environment: self) }
 
+    /// Begins a transaction. Read transactions are counted as live readers until
+    /// `endReadTransaction`; they begin under `resizeLock` so the map cannot change meanwhile.
     func beginTransaction(readOnly: Bool) throws -> OpaquePointer {
+        let flags = readOnly ? UInt32(MDB_RDONLY) : 0
         var txn: OpaquePointer?
-        var rc = mdb_txn_begin(handle, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &txn)
+        if readOnly { resizeLock.lock() }
+        defer { if readOnly { resizeLock.unlock() } }
+        var rc = mdb_txn_begin(handle, nil, flags, &txn)
         if rc == MDB_MAP_RESIZED {
-            // Another process grew the map; adopt its size and try again.
-            resizeLock.lock()
-            rc = mdb_env_set_mapsize(handle, 0)
-            resizeLock.unlock()
-            try Self.check(rc, path: path, "mdb_env_set_mapsize")
-            rc = mdb_txn_begin(handle, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &txn)
+            // Another process grew the store past this process's map: adopt its size, which
+            // is only safe while nothing here reads through the current map.
+            if !readOnly { resizeLock.lock() }
+            defer { if !readOnly { resizeLock.unlock() } }
+            guard liveReaders == 0 else { throw StoreError.mapInUse(path: path) }
+            try Self.check(mdb_env_set_mapsize(handle, 0), path: path, "mdb_env_set_mapsize")
+            rc = mdb_txn_begin(handle, nil, flags, &txn)
         }
         try Self.check(rc, path: path, "mdb_txn_begin")
         guard let txn else { throw StoreError.lmdb(path: path, operation: "mdb_txn_begin", code: -1, message: "no handle") }
+        if readOnly { liveReaders += 1 }
         return txn
+    }
+
+    /// Ends a read transaction begun by `beginTransaction(readOnly: true)`.
+    func endReadTransaction(_ txn: OpaquePointer, commit: Bool) throws {
+        let rc = commit ? mdb_txn_commit(txn) : { mdb_txn_abort(txn); return 0 }()
+        resizeLock.lock()
+        liveReaders -= 1
+        resizeLock.unlock()
+        try Self.check(rc, path: path, "mdb_txn_commit")
     }
 
     private func withTransaction<T>(readOnly: Bool, _ body: (LMDBTransaction) throws -> T) throws -> T {
@@ -180,16 +202,18 @@ final class LMDBEnvironment: @unchecked Sendable {
         do {
             result = try body(LMDBTransaction(handle: txn, path: path))
         } catch {
-            mdb_txn_abort(txn)
+            if readOnly { try? endReadTransaction(txn, commit: false) } else { mdb_txn_abort(txn) }
             throw error
         }
-        try Self.check(mdb_txn_commit(txn), path: path, "mdb_txn_commit")
+        // A read transaction is committed too: that is what keeps database handles opened in it.
+        if readOnly { try endReadTransaction(txn, commit: true) } else { try Self.check(mdb_txn_commit(txn), path: path, "mdb_txn_commit") }
         return result
     }
 
     private func growMap() throws {
         resizeLock.lock()
         defer { resizeLock.unlock() }
+        guard liveReaders == 0 else { throw StoreError.mapInUse(path: path) }
         let next = Self.roundedMapSize(info.mapSize * 2)
         try Self.check(mdb_env_set_mapsize(handle, next), path: path, "mdb_env_set_mapsize(\(next))")
     }
@@ -226,7 +250,7 @@ final class LMDBSnapshot: @unchecked Sendable {
         handle = try environment.beginTransaction(readOnly: true)
     }
 
-    deinit { mdb_txn_abort(handle) }
+    deinit { try? environment.endReadTransaction(handle, commit: false) }
 
     func withTransaction<T>(_ body: (LMDBTransaction) throws -> T) rethrows -> T {
         lock.lock()

@@ -30,6 +30,9 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case outputNotEmpty(path: String)
     /// A writer was asked for while this process has the store open read-only.
     case openReadOnly(path: String)
+    /// The memory map must grow (or follow another process's growth) while this process
+    /// still reads through it.
+    case mapInUse(path: String)
 
     public var description: String {
         switch self {
@@ -61,6 +64,8 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
             return "\(path): \(record) is malformed: \(reason)"
         case let .readOnly(path, operation):
             return "\(path): cannot \(operation): the store is open read-only"
+        case let .mapInUse(path):
+            return "\(path): the store has outgrown this process's memory map while experts or tensors loaded from it are still in use; release them (or restart the process) and try again"
         case let .openReadOnly(path):
             return "\(path): the store is already open read-only in this process; close it before writing to it"
         case let .outputNotEmpty(path):
