@@ -1,9 +1,9 @@
 // store-bench: how long, and how much memory, loading experts from an expert store takes
 // compared with loading a whole safetensors checkpoint, measured in one run on one
-// generated checkpoint of realistic layer shapes (BF16, random weights).
+// generated checkpoint of realistic layer shapes (BF16 by default, random weights).
 //
 //     swift build -c release --product store-bench && .build/release/store-bench [--layers 8]
-//         [--experts 32] [--hidden 1024] [--width 512] [--rounds 3] [--keep DIR]
+//         [--experts 32] [--hidden 1024] [--width 512] [--rounds 3] [--dtype bf16|f32] [--keep DIR]
 //
 // Everything is measured with the files in the page cache (they were just written), so the
 // numbers compare decoding, checksumming and copying, not the disk.
@@ -19,6 +19,8 @@ struct Options {
     var width = 512
     var keep: String?
     var rounds = 3
+    /// BF16 (widened on load) or F32 (used in place from the store's map).
+    var dtype = DType.bf16
 
     init(_ arguments: [String]) {
         var i = 0
@@ -31,6 +33,7 @@ struct Options {
             case "--width": width = Int(value) ?? width
             case "--keep": keep = value
             case "--rounds": rounds = max(1, Int(value) ?? rounds)
+            case "--dtype": dtype = value.lowercased() == "f32" ? .f32 : .bf16
             default: fatalError("unknown argument \(arguments[i])")
             }
             i += 2
@@ -66,14 +69,15 @@ func config(_ o: Options) -> String {
     """
 }
 
-/// Random BF16 weights in about ±0.1 from a seeded xorshift generator.
-func randomBF16(count: Int, seed: UInt64) -> [UInt8] {
+/// Random weights in about ±0.1 from a seeded xorshift generator, as BF16 or F32 bytes.
+func randomWeights(count: Int, seed: UInt64, dtype: DType) -> [UInt8] {
     var state = seed | 1
     var floats = [Float](repeating: 0, count: count)
     for i in 0..<count {
         state ^= state << 13; state ^= state >> 7; state ^= state << 17
         floats[i] = (Float(state >> 40) / Float(1 << 24) - 0.5) * 0.2
     }
+    if dtype == .f32 { return floats.withUnsafeBytes { Array($0) } }
     var halves = [UInt16](repeating: 0, count: count)
     moe_f32_to_bf16(floats, &halves, count)
     return halves.withUnsafeBytes { Array($0) }
@@ -87,8 +91,8 @@ func writeCheckpoint(_ o: Options, to directory: URL) throws -> ModelDescription
     var writer = SafetensorsWriter()
     for (i, spec) in description.tensorInventory.enumerated() {
         let count = spec.shape.reduce(1, *)
-        writer.add(spec.name, dtype: .bf16, shape: spec.shape) { emit in
-            try randomBF16(count: count, seed: UInt64(i + 1) &* 0x9E37_79B9_7F4A_7C15).withUnsafeBytes { try emit($0) }
+        writer.add(spec.name, dtype: o.dtype, shape: spec.shape) { emit in
+            try randomWeights(count: count, seed: UInt64(i + 1) &* 0x9E37_79B9_7F4A_7C15, dtype: o.dtype).withUnsafeBytes { try emit($0) }
         }
     }
     try writer.write(to: directory.appendingPathComponent("model.safetensors"))
@@ -104,13 +108,13 @@ func run() throws {
     let storeURL = root.appendingPathComponent("store")
     try? FileManager.default.removeItem(at: storeURL)
 
-    print("store-bench: \(o.layers) layers × \(o.experts) experts, hidden \(o.hidden), expert width \(o.width), BF16")
+    print("store-bench: \(o.layers) layers × \(o.experts) experts, hidden \(o.hidden), expert width \(o.width), \(o.dtype.rawValue)")
     var description: ModelDescription!
     let writeTime = try seconds { description = try writeCheckpoint(o, to: checkpointURL) }
     let checkpointBytes = try CheckpointDirectory(url: checkpointURL).storedBytes
-    let perExpertBF16 = 3 * o.hidden * o.width * 2
+    let perExpertStored = 3 * o.hidden * o.width * o.dtype.byteSize
     let allExperts = o.layers * o.experts
-    print(String(format: "checkpoint: %@ (experts %@) written in %.2f s", mib(checkpointBytes), mib(allExperts * perExpertBF16), writeTime))
+    print(String(format: "checkpoint: %@ (experts %@) written in %.2f s", mib(checkpointBytes), mib(allExperts * perExpertStored), writeTime))
 
     var summary: ImportSummary!
     var committed = [Double]()
@@ -170,8 +174,8 @@ func run() throws {
         print(String(format: "store, %3.0f%% of experts (%4d)     %8.3f s   %@       %@     %5.2fx, %5.2fx", fraction * 100, r.count,
                      r.time, mib(r.rss), mib(r.expertBytes), r.time / baseline.time, Double(r.rss) / Double(max(baseline.rss, 1))))
     }
-    print(String(format: "store load throughput, all experts: %.2f GB/s of BF16 records read, checked and widened",
-                 Double(rows[0].count * perExpertBF16) / rows[0].time / 1e9))
+    print(String(format: "store load throughput, all experts: %.2f GB/s of %@ records read and checked%@", Double(rows[0].count * perExpertStored) / rows[0].time / 1e9,
+                 o.dtype.rawValue, o.dtype == .f32 ? " (used in place, no copy)" : " and widened to f32"))
 
     // Raw read throughput: one cursor over every expert record, checking each CRC-32C in place.
     let store = try ExpertStore(url: storeURL)
