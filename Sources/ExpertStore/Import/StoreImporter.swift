@@ -74,7 +74,7 @@ public struct StoreImporter {
             let family = try? Self.existingMeta(environment, StoreSchema.MetaKey.description)
                 .map { try JSONDecoder().decode(ModelDescription.self, from: $0).family.rawValue }
             throw StoreError.differentModel(path: storeURL.path,
-                                            storeModel: "\((family ?? nil) ?? "unknown") from \(existing.source)",
+                                            storeModel: "\(family ?? "unknown") from \(existing.source)",
                                             storeFingerprint: existing.fingerprint,
                                             checkpoint: checkpointURL.path, checkpointFingerprint: fingerprint)
         }

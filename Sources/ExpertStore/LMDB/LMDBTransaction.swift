@@ -61,16 +61,15 @@ struct LMDBTransaction {
         defer { mdb_cursor_close(cursor) }
         var k = MDB_val()
         var v = MDB_val()
-        let startKey = start ?? []
-        var rc: Int32 = try startKey.withUnsafeBytes { bytes in
-            if start == nil { return mdb_cursor_get(cursor, &k, &v, MDB_FIRST) }
-            k = MDB_val(mv_size: bytes.count, mv_data: UnsafeMutableRawPointer(mutating: bytes.baseAddress))
-            let rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE)
-            guard rc == 0 || rc == MDB_NOTFOUND else {
-                try LMDBEnvironment.check(rc, path: path, "mdb_cursor_get")
-                return rc
+        var rc: Int32
+        if let start {
+            // After MDB_SET_RANGE, `k` points at the found key inside the map, not at `start`.
+            rc = start.withUnsafeBytes { bytes in
+                k = MDB_val(mv_size: bytes.count, mv_data: UnsafeMutableRawPointer(mutating: bytes.baseAddress))
+                return mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE)
             }
-            return rc
+        } else {
+            rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST)
         }
         while rc == 0 {
             let keep = try body(UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size),
