@@ -119,6 +119,24 @@ final class StoreFaultTests: StoreTestCase {
         }
     }
 
+    func testFlippedByteInADenseRecordNamesTheTensor() throws {
+        let store = try importedStore(StoreFixtures.url("olmoe"))
+        let name = "model.layers.1.self_attn.o_proj.weight"
+        let record: [UInt8] = try {
+            let s = try ExpertStore(url: store)
+            return try s.environment.read { txn in Array(try txn.get(s.dense, Array(name.utf8))!) }
+        }()
+        let data = store.appendingPathComponent("data.mdb")
+        var file = try fileBytes(data)
+        guard let offset = file.firstRange(of: Data(record.prefix(160)))?.lowerBound else { return XCTFail("record not found in data.mdb") }
+        file[offset + record.count - 1] ^= 0x80
+        try file.write(to: data)
+        XCTAssertThrowsError(try ExpertStore(url: store).loadModel()) { error in
+            guard case let .checksumMismatch(_, recordName, _, _) = error as? StoreError else { return XCTFail("\(error)") }
+            XCTAssertEqual(recordName, "dense tensor '\(name)'")
+        }
+    }
+
     func testTruncatedDataFileIsAClearErrorNotACrash() throws {
         let store = try importedStore(StoreFixtures.url("olmoe"))
         let data = store.appendingPathComponent("data.mdb")
