@@ -38,7 +38,10 @@ final class StoreLogitsTests: StoreTestCase {
         guard FileManager.default.fileExists(atPath: weights.path) else {
             throw XCTSkip("models/moekit-tiny/model.safetensors is not there yet")
         }
-        try assertBitIdentical(StoreFixtures.defaultModel, ids: [1, 17, 200, 31, 5, 999, 42, 7, 300, 12, 64, 2], label: "moekit-tiny")
+        let tokenizer = try Tokenizer(contentsOf: StoreFixtures.defaultModel.appendingPathComponent("tokenizer.json"))
+        let ids = tokenizer.encode("def store(expert):\n    return expert  # every expert is its own record, 42 of them")
+        XCTAssertGreaterThan(ids.count, 10)
+        try assertBitIdentical(StoreFixtures.defaultModel, ids: ids, label: "moekit-tiny")
     }
 
     /// F32 experts are used in place from the map; BF16/F16 experts are widened copies.
