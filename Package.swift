@@ -22,14 +22,17 @@ let package = Package(
         .target(name: "Routing"),
         .target(name: "MoE", dependencies: ["Routing", "CBLAS", "CKernels"]),
         .target(name: "ExpertStore", dependencies: ["MoE", "Routing", "CLMDB", "CBLAS", "CKernels"]),
+        .target(name: "Compression", dependencies: ["MoE", "Routing", "CBLAS", "CKernels"]),
         .executableTarget(
             name: "moekit",
             dependencies: ["MoE", "Routing", "ExpertStore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(name: "moekit-bench", dependencies: ["MoE", "Routing", "CBLAS"], path: "Benchmarks/moekit-bench"),
         .executableTarget(name: "store-bench", dependencies: ["MoE", "ExpertStore"], path: "Benchmarks/store-bench"),
+        .executableTarget(name: "quant-bench", dependencies: ["Compression", "MoE", "CBLAS"], path: "Benchmarks/quant-bench"),
         .testTarget(name: "RoutingTests", dependencies: ["Routing"]),
         .testTarget(name: "MoETests", dependencies: ["MoE", "Routing"]),
         .testTarget(name: "ExpertStoreTests", dependencies: ["ExpertStore", "MoE", "CLMDB"]),
+        .testTarget(name: "CompressionTests", dependencies: ["Compression", "MoE", "CKernels"]),
     ]
 )

@@ -1,0 +1,70 @@
+import CBLAS
+import Compression
+import Foundation
+import MoE
+
+// Matrix-vector throughput on packed quantized weights against f32 OpenBLAS sgemv, on the
+// same 4096 x 4096 matrix in the same run. Build with -c release.
+
+func seconds(_ body: () -> Void) -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+/// Best of `repeats` timings of `body`, after one warm-up call.
+func best(_ repeats: Int, _ body: () -> Void) -> Double {
+    body()
+    return (0..<repeats).map { _ in seconds(body) }.min()!
+}
+
+func run() throws {
+    let n = 4096
+    var generator = SystemRandomNumberGenerator()
+    let weight = Matrix(rows: n, columns: n, values: (0..<(n * n)).map { _ in Float.random(in: -0.05...0.05, using: &generator) })
+    let x = (0..<n).map { _ in Float.random(in: -1...1, using: &generator) }
+    let repeats = 30
+    let flops = 2.0 * Double(n * n)
+
+    var y = [Float](repeating: 0, count: n)
+    let f32 = best(repeats) {
+        weight.values.withUnsafeBufferPointer { w in
+            x.withUnsafeBufferPointer { v in
+                y.withUnsafeMutableBufferPointer { out in
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(n), 1, w.baseAddress, Int32(n),
+                                v.baseAddress, 1, 0, out.baseAddress, 1)
+                }
+            }
+        }
+    }
+    print("gemv \(n)x\(n), best of \(repeats) (quantized kernel simd: \(QuantizedMatrix.kernelUsesSIMD))")
+    print("format        bytes/param  weight MiB   ms/gemv   GB/s(weights)  GFLOP/s  speedup vs f32")
+    func line(_ name: String, bytes: Int, time: Double) {
+        print(String(format: "%-12@  %11.4f  %10.2f  %8.3f  %13.1f  %7.2f  %6.2fx", name as NSString,
+                     Double(bytes) / Double(n * n), Double(bytes) / 1_048_576, time * 1e3,
+                     Double(bytes) / time / 1e9, flops / time / 1e9, f32 / time))
+    }
+    line("f32 sgemv", bytes: n * n * 4, time: f32)
+    for bits in [8, 4, 3, 2] {
+        for group in [128, 32] {
+            let q = try QuantizedMatrix(quantizing: weight, format: QuantizationFormat(bits: bits, groupSize: group))
+            var sink: Float = 0
+            let t = best(repeats) { sink += q.gemv(x)[0] }
+            line("\(bits)-bit g\(group)", bytes: q.byteCount, time: t)
+            if sink.isNaN { print("") }
+        }
+    }
+
+    // Batched path (dequantize a block of rows, then sgemm) against f32 sgemm, 32 tokens.
+    let tokens = 32
+    let batch = Matrix(rows: tokens, columns: n, values: (0..<(tokens * n)).map { _ in Float.random(in: -1...1, using: &generator) })
+    let sgemm = best(5) { _ = LinearAlgebra.linear(batch, weight) }
+    print(String(format: "\nlinear, %d tokens: f32 sgemm %.2f ms", tokens, sgemm * 1e3))
+    for bits in [8, 4] {
+        let q = try QuantizedMatrix(quantizing: weight, format: QuantizationFormat(bits: bits, groupSize: 128))
+        let t = best(5) { _ = q.linear(batch) }
+        print(String(format: "linear, %d tokens: %d-bit g128 %.2f ms (%.2fx f32)", tokens, bits, t * 1e3, sgemm / t))
+    }
+}
+
+try run()
