@@ -174,8 +174,8 @@ func run() throws {
         print(String(format: "store, %3.0f%% of experts (%4d)     %8.3f s   %@       %@     %5.2fx, %5.2fx", fraction * 100, r.count,
                      r.time, mib(r.rss), mib(r.expertBytes), r.time / baseline.time, Double(r.rss) / Double(max(baseline.rss, 1))))
     }
-    print(String(format: "store load throughput, all experts: %.2f GB/s of %@ records read and checked%@", Double(rows[0].count * perExpertStored) / rows[0].time / 1e9,
-                 o.dtype.rawValue, o.dtype == .f32 ? " (used in place, no copy)" : " and widened to f32"))
+    print(String(format: "store load throughput, all experts: %.2f GB/s of %@ records read%@", Double(rows[0].count * perExpertStored) / rows[0].time / 1e9,
+                 o.dtype.rawValue, o.dtype == .f32 ? " and checked (used in place, no copy)" : ", checked and widened to f32"))
 
     // Raw read throughput: one cursor over every expert record, checking each CRC-32C in place.
     let store = try ExpertStore(url: storeURL)
