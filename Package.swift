@@ -22,10 +22,10 @@ let package = Package(
         .target(name: "Routing"),
         .target(name: "MoE", dependencies: ["Routing", "CBLAS", "CKernels"]),
         .target(name: "ExpertStore", dependencies: ["MoE", "Routing", "CLMDB", "CBLAS", "CKernels"]),
-        .target(name: "Compression", dependencies: ["MoE", "Routing", "CBLAS", "CKernels"]),
+        .target(name: "Compression", dependencies: ["MoE", "Routing", "ExpertStore", "CBLAS", "CKernels"]),
         .executableTarget(
             name: "moekit",
-            dependencies: ["MoE", "Routing", "ExpertStore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MoE", "Routing", "ExpertStore", "Compression", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(name: "moekit-bench", dependencies: ["MoE", "Routing", "CBLAS"], path: "Benchmarks/moekit-bench"),
         .executableTarget(name: "store-bench", dependencies: ["MoE", "ExpertStore"], path: "Benchmarks/store-bench"),
@@ -33,6 +33,6 @@ let package = Package(
         .testTarget(name: "RoutingTests", dependencies: ["Routing"]),
         .testTarget(name: "MoETests", dependencies: ["MoE", "Routing"]),
         .testTarget(name: "ExpertStoreTests", dependencies: ["ExpertStore", "MoE", "CLMDB"]),
-        .testTarget(name: "CompressionTests", dependencies: ["Compression", "MoE", "CKernels"]),
+        .testTarget(name: "CompressionTests", dependencies: ["Compression", "MoE", "Routing", "ExpertStore", "CKernels"]),
     ]
 )

@@ -8,6 +8,7 @@ struct MoEKitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "moekit",
         abstract: "Make Mixture-of-Experts language models small enough to run where they are needed.",
-        subcommands: [InspectCommand.self, TokenizeCommand.self, LogitsCommand.self, GenerateCommand.self, ImportCommand.self, ExportCommand.self]
+        subcommands: [InspectCommand.self, TokenizeCommand.self, LogitsCommand.self, GenerateCommand.self, ImportCommand.self, ExportCommand.self,
+                      ProfileCommand.self, PlotCommand.self, SlimCommand.self, EvalCommand.self]
     )
 }

@@ -6,6 +6,10 @@ public enum RecordKind: UInt16, Sendable {
     case denseTensor = 1
     /// An expert's gate, up and down projections, in that order (key: `ExpertKey`).
     case expertSwiGLU = 2
+    /// A novice's constant output vector `[hidden]` (MoNE).
+    case expertConstant = 3
+    /// An expert's three projections quantized, each an encoded `QuantizedMatrix` (U8 bytes).
+    case expertQuantized = 4
 }
 
 /// The dtype and shape of one tensor inside a record.

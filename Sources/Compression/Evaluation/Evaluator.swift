@@ -1,0 +1,102 @@
+import Foundation
+import MoE
+
+/// Quality of a slimmed model against the full one on held-out text.
+public struct EvaluationResult: Codable, Sendable, Equatable {
+    public var plan: String
+    public var data: String
+    /// Tokens scored (predicted), summed over windows.
+    public var tokens: Int
+    public var perplexity: Double
+    public var referencePerplexity: Double
+    /// (perplexity / reference − 1) · 100.
+    public var perplexityChangePercent: Double
+    /// Mean KL(full ‖ slim) of the next-token distributions, in nats.
+    public var meanKL: Double
+    /// Share of positions where the slim model's argmax equals the full model's.
+    public var topOneAgreement: Double
+    public var expertBytes: Int
+    /// Tokens per second of this model's forward passes (prefill of each window).
+    public var tokensPerSecond: Double
+}
+
+/// One model to score, under its plan's name.
+public struct EvaluationCandidate {
+    public var plan: String
+    public var model: MoEModel
+    public var expertBytes: Int
+
+    public init(plan: String, model: MoEModel, expertBytes: Int) {
+        self.plan = plan
+        self.model = model
+        self.expertBytes = expertBytes
+    }
+}
+
+/// Scores held-out text in fixed windows: each window is its own sequence and every token
+/// after the first is predicted. The full model runs once per window and every candidate is
+/// compared with it there, so a table of plans costs one reference pass.
+public struct Evaluator {
+    public var window: Int
+
+    public init(window: Int = 256) {
+        precondition(window >= 2)
+        self.window = window
+    }
+
+    /// Splits a token stream into windows of `window` tokens (a shorter tail is kept if ≥ 2).
+    public func windows(_ tokens: [Int]) -> [[Int]] {
+        stride(from: 0, to: tokens.count, by: window).map { Array(tokens[$0..<min($0 + window, tokens.count)]) }.filter { $0.count >= 2 }
+    }
+
+    public func evaluate(_ candidates: [EvaluationCandidate], reference: MoEModel, windows: [[Int]], data: String,
+                         progress: (Int, Int) -> Void = { _, _ in }) throws -> [EvaluationResult] {
+        var nll = [Double](repeating: 0, count: candidates.count)
+        var kl = nll
+        var agree = [Int](repeating: 0, count: candidates.count)
+        var seconds = nll
+        var referenceNLL = 0.0
+        var count = 0
+        for (w, ids) in windows.enumerated() {
+            let referenceLogits = try reference.logits(ids)
+            let q = (0..<(ids.count - 1)).map { Self.logSoftmax(referenceLogits, row: $0) }
+            for t in 0..<(ids.count - 1) { referenceNLL -= q[t][ids[t + 1]] }
+            for (c, candidate) in candidates.enumerated() {
+                let start = DispatchTime.now().uptimeNanoseconds
+                let logits = try candidate.model.logits(ids)
+                seconds[c] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                for t in 0..<(ids.count - 1) {
+                    let p = Self.logSoftmax(logits, row: t)
+                    nll[c] -= p[ids[t + 1]]
+                    var divergence = 0.0
+                    for v in q[t].indices { divergence += exp(q[t][v]) * (q[t][v] - p[v]) }
+                    kl[c] += divergence
+                    if Self.argmax(p) == Self.argmax(q[t]) { agree[c] += 1 }
+                }
+            }
+            count += ids.count - 1
+            progress(w + 1, windows.count)
+        }
+        let n = Double(max(count, 1))
+        let referencePerplexity = exp(referenceNLL / n)
+        let tokens = Double(windows.reduce(0) { $0 + $1.count })
+        return candidates.enumerated().map { c, candidate in
+            let perplexity = exp(nll[c] / n)
+            return EvaluationResult(
+                plan: candidate.plan, data: data, tokens: count, perplexity: perplexity, referencePerplexity: referencePerplexity,
+                perplexityChangePercent: (perplexity / referencePerplexity - 1) * 100, meanKL: kl[c] / n,
+                topOneAgreement: Double(agree[c]) / n, expertBytes: candidate.expertBytes,
+                tokensPerSecond: tokens / max(seconds[c], 1e-9))
+        }
+    }
+
+    /// Log-probabilities of one row of logits, in double precision.
+    static func logSoftmax(_ logits: Matrix, row: Int) -> [Double] {
+        let slice = logits.values[(row * logits.columns)..<((row + 1) * logits.columns)]
+        let maximum = Double(slice.max()!)
+        let logSum = log(slice.reduce(0.0) { $0 + exp(Double($1) - maximum) }) + maximum
+        return slice.map { Double($0) - logSum }
+    }
+
+    static func argmax(_ values: [Double]) -> Int { values.indices.max { values[$0] < values[$1] }! }
+}

@@ -1,0 +1,51 @@
+import Routing
+
+/// How many experts each layer keeps.
+public enum PruningBudget: String, Codable, Sendable, CaseIterable {
+    /// The same fraction in every layer.
+    case uniform
+    /// One threshold over all layers (non-uniform counts), at least top-k per layer.
+    case global
+}
+
+/// Chooses which experts to keep from a saliency criterion (higher = more important).
+public enum ExpertSelection {
+    /// - Parameters:
+    ///   - scores: `scores[layer][expert]`; layers without experts are empty.
+    ///   - keepFraction: fraction of experts kept (per layer, or over the model for `.global`).
+    ///   - minimumPerLayer: never keep fewer than this in a layer (top-k).
+    ///   - protected: experts kept whatever their score (super experts).
+    /// - Returns: the kept experts of every MoE layer, sorted.
+    public static func keep(scores: [[Double]], keepFraction: Double, budget: PruningBudget,
+                            minimumPerLayer: Int, protected: Set<LayerExpert> = []) -> [Int: [Int]] {
+        precondition(keepFraction > 0 && keepFraction <= 1, "keep fraction must be in (0, 1]")
+        var kept = [Int: Set<Int>]()
+        let moeLayers = scores.indices.filter { !scores[$0].isEmpty }
+        for l in moeLayers { kept[l] = Set(protected.filter { $0.layer == l }.map(\.expert)) }
+        /// Experts of a layer from most to least important; ties go to the lower index.
+        func ranked(_ l: Int) -> [Int] {
+            scores[l].indices.sorted { (scores[l][$0], -$0) > (scores[l][$1], -$1) }
+        }
+        switch budget {
+        case .uniform:
+            for l in moeLayers {
+                let target = max(minimumPerLayer, Int((Double(scores[l].count) * keepFraction).rounded()))
+                for e in ranked(l) where kept[l]!.count < target { kept[l]!.insert(e) }
+            }
+        case .global:
+            for l in moeLayers {
+                for e in ranked(l).prefix(minimumPerLayer) { kept[l]!.insert(e) }
+            }
+            let total = moeLayers.reduce(0) { $0 + scores[$1].count }
+            let target = Int((Double(total) * keepFraction).rounded())
+            let candidates = moeLayers.flatMap { l in scores[l].indices.map { (l, $0, scores[l][$0]) } }
+                .sorted { ($0.2, -$0.0, -$0.1) > ($1.2, -$1.0, -$1.1) }
+            var count = kept.values.reduce(0) { $0 + $1.count }
+            for (l, e, _) in candidates where count < target && !kept[l]!.contains(e) {
+                kept[l]!.insert(e)
+                count += 1
+            }
+        }
+        return kept.mapValues { $0.sorted() }
+    }
+}

@@ -1,0 +1,35 @@
+import Routing
+
+/// What `moekit slim` builds: any combination of pruning (with novices), merging and
+/// mixed-precision quantization, applied in that order.
+public struct SlimOptions: Sendable {
+    public enum MergeMethod: String, CaseIterable, Sendable, Codable {
+        /// HC-SMoE: average-linkage clustering of the experts' all-token mean outputs.
+        case hcSMoE = "hc-smoe"
+        /// M-SMoE: the most frequent experts anchor groups joined by router-logit similarity,
+        /// members' neurons aligned to the anchor before averaging.
+        case mSMoE = "m-smoe"
+    }
+
+    public var name: String
+    /// Rank experts by this criterion and keep the best `keepFraction` (nil: no pruning).
+    public var prune: Criterion?
+    /// Merge experts down to `keepFraction` of them (nil: no merging). Exclusive with `prune`.
+    public var merge: MergeMethod?
+    public var keepFraction: Double = 1
+    public var budget: PruningBudget = .uniform
+    /// Fraction of each layer's experts that, instead of being dropped, become novices.
+    public var noviceFraction: Double = 0
+    /// Prune super experts like any other (by default they are always kept).
+    public var pruneSuperExperts = false
+    /// Average bits per expert weight (nil: keep the stored precision).
+    public var averageBits: Double?
+    /// Bit widths the allocation may choose from.
+    public var bitChoices: [Int] = [2, 3, 4, 8]
+    /// Quantize every slot at exactly this width instead of allocating (uniform baseline).
+    public var uniformBits: Int?
+    public var groupSize = 64
+    public var gptq = false
+
+    public init(name: String) { self.name = name }
+}

@@ -1,0 +1,333 @@
+import CKernels
+import ExpertStore
+import Foundation
+import MoE
+import Routing
+
+/// What a slim produced: the plan and the new expert records it needs.
+public struct SlimResult: Sendable {
+    public var plan: CompressionPlan
+    public var records: [ExpertRecord]
+    /// Bytes of the unmodified model's experts, for comparison with `plan.expectedExpertBytes`.
+    public var originalExpertBytes: Int
+    /// How many slots got each bit width (empty without quantization).
+    public var bitHistogram: [Int: Int]
+    public var noviceCount: Int
+    public var mergedGroupCount: Int
+}
+
+/// Builds a plan from a routing profile: pruning (with novices) or merging, then optionally
+/// mixed-precision quantization with errors measured on calibration tokens.
+public struct Slimmer {
+    public let store: ExpertStore
+    public let description: ModelDescription
+    public let fingerprint: String
+
+    public init(store: ExpertStore) throws {
+        self.store = store
+        description = try store.modelDescription()
+        fingerprint = try store.fingerprint() ?? ""
+    }
+
+    public func slim(profile: RoutingProfile, profileName: String, options: SlimOptions, calibration: [[Int]] = [],
+                     progress: (String) -> Void = { _ in }) throws -> SlimResult {
+        guard profile.modelFingerprint == fingerprint else {
+            throw PlanError.wrongModel(plan: options.name, planFingerprint: profile.modelFingerprint, storeFingerprint: fingerprint)
+        }
+        guard options.keepFraction > 0 && options.keepFraction <= 1 else {
+            throw PlanError.invalid(plan: options.name, reason: "--keep must be in (0, 1], got \(options.keepFraction)")
+        }
+        let criteria = profile.criteria()
+        let protected = options.pruneSuperExperts ? [] : profile.superExperts()
+        var recipe = PlanRecipe(method: [options.prune.map { "prune:\($0.rawValue)" }, options.merge.map { "merge:\($0.rawValue)" },
+                                         options.averageBits.map { "bits:\($0)" } ?? options.uniformBits.map { "uniform-bits:\($0)" }]
+            .compactMap { $0 }.joined(separator: "+"))
+        recipe.profiles = [profileName]
+        recipe.criterion = options.prune?.rawValue
+        recipe.keepFraction = options.keepFraction
+        recipe.budget = options.budget.rawValue
+        recipe.noviceFraction = options.noviceFraction
+        recipe.averageBits = options.averageBits ?? options.uniformBits.map(Double.init)
+        recipe.groupSize = options.groupSize
+        recipe.protectedSuperExperts = protected.sorted()
+
+        // 1. Structure: which experts stay routable and what each slot is.
+        var layers = [LayerPlan?](repeating: nil, count: description.layerCount)
+        var records = [ExpertRecord]()
+        var merged = [Int: [Int: FeedForward]]()           // layer → slot → merged weights
+        var noviceCount = 0, mergedGroups = 0
+        let kept: [Int: [Int]]? = try options.prune.map { criterion in
+            ExpertSelection.keep(scores: criteria.map { $0.map(criterion.value) }, keepFraction: options.keepFraction,
+                                 budget: options.budget, minimumPerLayer: try minimumTopK(), protected: protected)
+        }
+        for l in description.moeLayerIndices {
+            let moe = description.layers[l].moe!
+            let stats = criteria[l]
+            if let kept, let criterion = options.prune {
+                let survivors = kept[l] ?? []
+                let pruned = (0..<moe.expertCount).filter { !survivors.contains($0) }
+                    .sorted { criterion.value(stats[$0]) > criterion.value(stats[$1]) }
+                let novices = Array(pruned.prefix(Int((Double(moe.expertCount) * options.noviceFraction).rounded())))
+                var slotOf = [Int?](repeating: nil, count: moe.expertCount)
+                var slots = [SlotPlan]()
+                for e in survivors { slotOf[e] = slots.count; slots.append(.expert(e, variant: 0)) }
+                for e in novices.sorted() {
+                    slotOf[e] = slots.count
+                    let variant = ExpertVariants.novice(plan: options.name)
+                    slots.append(.novice(e, variant: variant))
+                    let mean = profile.layers[l]!.routedOutputMean(e).map { Float($0) }
+                    records.append(ExpertVariants.record(ExpertKey(layer: l, expert: e, variant: ExpertVariant(rawValue: variant)), novice: mean))
+                    noviceCount += 1
+                }
+                layers[l] = LayerPlan(expertMap: ExpertMap(slotOfExpert: slotOf), slots: slots)
+            } else if let method = options.merge {
+                progress("merging layer \(l)")
+                let groups = try mergeGroups(layer: l, profile: profile, method: method, keepFraction: options.keepFraction,
+                                             topK: moe.topK, protected: protected)
+                var slotOf = [Int?](repeating: nil, count: moe.expertCount)
+                var slots = [SlotPlan]()
+                for group in groups {
+                    for e in group { slotOf[e] = slots.count }
+                    if group.count == 1 {
+                        slots.append(.expert(group[0], variant: 0))
+                        continue
+                    }
+                    let frequencies = group.map { stats[$0].frequency }
+                    let total = frequencies.reduce(0, +)
+                    let weights = total > 0 ? frequencies.map { $0 / total } : group.map { _ in 1 / Double(group.count) }
+                    let experts = try group.map { try originalExpert(layer: l, expert: $0) }
+                    let average = method == .mSMoE
+                        ? try ExpertMerging.alignedAverage(experts, weights: weights, anchor: 0)
+                        : try ExpertMerging.weightedAverage(experts, weights: weights)
+                    let variant = ExpertVariants.merged(plan: options.name)
+                    merged[l, default: [:]][slots.count] = average
+                    slots.append(.merged(members: group, weights: weights, variant: variant))
+                    mergedGroups += 1
+                }
+                layers[l] = LayerPlan(expertMap: ExpertMap(slotOfExpert: slotOf), slots: slots)
+            } else {
+                layers[l] = LayerPlan(expertMap: .identity(expertCount: moe.expertCount),
+                                      slots: (0..<moe.expertCount).map { .expert($0, variant: 0) })
+            }
+        }
+
+        // 2. Precision: quantize every weight slot, at allocated or uniform widths.
+        var bitHistogram = [Int: Int]()
+        if options.averageBits != nil || options.uniformBits != nil {
+            let quantized = try quantize(layers: &layers, merged: merged, options: options, calibration: calibration, progress: progress)
+            records += quantized.records
+            bitHistogram = quantized.histogram
+        } else {
+            for (l, slots) in merged {
+                for (slot, expert) in slots {
+                    guard case let .merged(members, _, variant) = layers[l]!.slots[slot] else { continue }
+                    records.append(ExpertVariants.record(ExpertKey(layer: l, expert: members[0], variant: ExpertVariant(rawValue: variant)), merged: expert))
+                }
+            }
+        }
+
+        let recordBytes = Dictionary(records.map { ("\($0.key.layer)/\($0.key.expert)/\($0.key.variant.rawValue)", $0.byteCount) }, uniquingKeysWith: { a, _ in a })
+        let originalBytesPerExpert = try originalRecordBytes()
+        var expected = 0
+        for (l, layer) in layers.enumerated() {
+            guard let layer else { continue }
+            for slot in layer.slots {
+                let record = slot.record
+                if record.variant == 0 {
+                    expected += originalBytesPerExpert
+                } else if let bytes = recordBytes["\(l)/\(record.expert)/\(record.variant)"] {
+                    expected += bytes
+                } else if let existing = try store.expertRecord(ExpertKey(layer: l, expert: record.expert, variant: ExpertVariant(rawValue: record.variant))) {
+                    expected += existing.byteCount
+                }
+            }
+        }
+        let original = description.moeLayerIndices.reduce(0) { $0 + description.layers[$1].moe!.expertCount } * originalBytesPerExpert
+        let plan = CompressionPlan(name: options.name, modelFingerprint: fingerprint, recipe: recipe, layers: layers, expectedExpertBytes: expected)
+        try plan.validate(against: description, fingerprint: fingerprint)
+        return SlimResult(plan: plan, records: records, originalExpertBytes: original, bitHistogram: bitHistogram,
+                          noviceCount: noviceCount, mergedGroupCount: mergedGroups)
+    }
+
+    /// Writes the records and the plan into the store in one transaction.
+    public func commit(_ result: SlimResult) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try store.putExpertRecords(result.records, plan: (result.plan.name, try encoder.encode(result.plan)))
+    }
+
+    // MARK: Merging
+
+    /// Groups of experts to merge (each group's first member is its anchor), covering the layer.
+    func mergeGroups(layer l: Int, profile: RoutingProfile, method: SlimOptions.MergeMethod, keepFraction: Double,
+                     topK: Int, protected: Set<LayerExpert>) throws -> [[Int]] {
+        guard let stats = profile.layers[l] else { return [] }
+        let experts = stats.expertCount
+        let target = max(topK, Int((Double(experts) * keepFraction).rounded()))
+        let supers = Set(protected.filter { $0.layer == l }.map(\.expert))
+        switch method {
+        case .hcSMoE:
+            guard stats.denseTokenCount > 0 else {
+                throw PlanError.invalid(plan: "", reason: "HC-SMoE needs dense output samples; profile with dense sampling on")
+            }
+            // Super experts stay singletons; the rest are clustered by their all-token mean output.
+            let others = (0..<experts).filter { !supers.contains($0) }
+            let clusters = max(1, target - supers.count)
+            let features = Matrix(rows: others.count, columns: stats.hiddenSize,
+                                  values: others.flatMap { stats.denseOutputMean($0).map { Float($0) } })
+            let clustering = try AgglomerativeClustering.averageLinkage(features: features, clusterCount: min(clusters, others.count))
+            let groups = clustering.clusters.map { cluster in
+                cluster.map { others[$0] }.sorted { stats.experts[$0].count > stats.experts[$1].count }
+            }
+            return (groups + supers.sorted().map { [$0] }).sorted { $0.min()! < $1.min()! }
+        case .mSMoE:
+            // The most frequent experts (super experts first) anchor the groups; every other
+            // expert joins the anchor whose router-logit column it is most similar to.
+            let byFrequency = (0..<experts).sorted { (supers.contains($0) ? 1 : 0, stats.experts[$0].count) > (supers.contains($1) ? 1 : 0, stats.experts[$1].count) }
+            let anchors = Array(byFrequency.prefix(target))
+            var groups = anchors.map { [$0] }
+            for e in byFrequency.dropFirst(target) {
+                let best = anchors.indices.max { stats.logitCosine(e, anchors[$0]) < stats.logitCosine(e, anchors[$1]) }!
+                groups[best].append(e)
+            }
+            return groups.sorted { $0.min()! < $1.min()! }
+        }
+    }
+
+    // MARK: Quantization
+
+    private func quantize(layers: inout [LayerPlan?], merged: [Int: [Int: FeedForward]], options: SlimOptions,
+                          calibration: [[Int]], progress: (String) -> Void) throws -> (records: [ExpertRecord], histogram: [Int: Int]) {
+        guard !calibration.isEmpty else {
+            throw PlanError.invalid(plan: options.name, reason: "quantization measures errors on calibration text; none was given")
+        }
+        // Replay: the tokens every expert receives in the full model, with their gates.
+        let model = try store.loadModel()
+        let routed = RoutedInputs(hiddenSize: description.hiddenSize)
+        for (i, ids) in calibration.enumerated() {
+            _ = try model.logits(ids, observer: routed)
+            progress("calibration replay \(i + 1)/\(calibration.count)")
+        }
+        let choices = options.uniformBits.map { [$0] } ?? options.bitChoices.sorted()
+        let formats = try choices.map { try QuantizationFormat(bits: $0, groupSize: options.groupSize) }
+
+        // Candidate quantizations of every weight slot and their gate-weighted output errors.
+        struct Candidate { var layer: Int; var slot: Int; var weights: FeedForward; var options: [(QuantizedExpert, Double)] }
+        var candidates = [Candidate]()
+        for l in description.moeLayerIndices {
+            guard let layer = layers[l] else { continue }
+            for (s, slot) in layer.slots.enumerated() {
+                let weights: FeedForward
+                switch slot {
+                case .novice: continue
+                case let .expert(e, _): weights = try originalExpert(layer: l, expert: e)
+                case .merged: weights = merged[l]![s]!
+                }
+                let (x, gates) = routed.rows(layer: l, experts: slot.experts)
+                let reference = x.rows > 0 ? weights.forward(x) : Matrix(zeros: 0, description.hiddenSize)
+                var quantizedOptions = [(QuantizedExpert, Double)]()
+                for format in formats {
+                    let q = options.gptq ? try gptq(weights, x: x, gates: gates, format: format) : try QuantizedExpert(quantizing: weights, format: format)
+                    quantizedOptions.append((q, x.rows > 0 ? Self.gatedError(reference, q.forward(x), gates: gates) : 0))
+                }
+                candidates.append(Candidate(layer: l, slot: s, weights: weights, options: quantizedOptions))
+            }
+            progress("quantized candidates of layer \(l)")
+        }
+        // Exact multiple-choice knapsack over code bits (scales and minimums are not budgeted).
+        let parameters = 3 * description.hiddenSize * (description.moeLayerIndices.first.map { description.layers[$0].moe!.expertIntermediateSize } ?? 0)
+        var picks = candidates.map { _ in 0 }
+        if options.uniformBits == nil, let average = options.averageBits {
+            let items = candidates.map { c in zip(choices, c.options).map { BitAllocation.Option(bits: $0, cost: $0 * parameters, error: $1.1) } }
+            let solution = try BitAllocation.solve(items, budget: BitAllocation.budget(averageBits: average, parameterCount: parameters * candidates.count))
+            picks = solution.choices
+        }
+        var records = [ExpertRecord]()
+        var histogram = [Int: Int]()
+        for (c, pick) in zip(candidates, picks) {
+            let bits = choices[pick]
+            histogram[bits, default: 0] += 1
+            let slot = layers[c.layer]!.slots[c.slot]
+            let shared = !options.gptq && slot.record.variant == 0
+            let variant = shared ? ExpertVariants.quantized(formats[pick]) : ExpertVariants.gptq(plan: options.name, bits: bits)
+            let key = ExpertKey(layer: c.layer, expert: slot.record.expert, variant: ExpertVariant(rawValue: variant))
+            let alreadyStored = shared ? try store.containsExpertRecord(key) : false
+            if !alreadyStored {
+                records.append(ExpertVariants.record(key, quantized: c.options[pick].0))
+            }
+            switch slot {
+            case let .expert(e, _): layers[c.layer]!.slots[c.slot] = .expert(e, variant: variant)
+            case let .merged(members, weights, _): layers[c.layer]!.slots[c.slot] = .merged(members: members, weights: weights, variant: variant)
+            case .novice: break
+            }
+        }
+        return (records, histogram)
+    }
+
+    /// GPTQ of the three projections with gate²-weighted input Hessians (the weighting makes
+    /// the objective the expert's contribution to the block output).
+    private func gptq(_ expert: FeedForward, x: Matrix, gates: [Float], format: QuantizationFormat) throws -> QuantizedExpert {
+        guard x.rows > 0 else { return try QuantizedExpert(quantizing: expert, format: format) }
+        let weights = gates.map { $0 * $0 }
+        var inputHessian = InputHessian(dimension: x.columns)
+        inputHessian.add(x, weights: weights)
+        var activation = LinearAlgebra.linear(x, expert.gate)
+        Functions.swiglu(gate: &activation, up: LinearAlgebra.linear(x, expert.up))
+        var innerHessian = InputHessian(dimension: activation.columns)
+        innerHessian.add(activation, weights: weights)
+        let g = GPTQ(format: format)
+        return try QuantizedExpert(gate: g.quantize(expert.gate, hessian: inputHessian.values).matrix,
+                                   up: g.quantize(expert.up, hessian: inputHessian.values).matrix,
+                                   down: g.quantize(expert.down, hessian: innerHessian.values).matrix)
+    }
+
+    /// Σ_t g_t² ‖E(x_t) − Ê(x_t)‖²: the squared error this expert adds to the block output.
+    static func gatedError(_ reference: Matrix, _ approximation: Matrix, gates: [Float]) -> Double {
+        var total = 0.0
+        let d = reference.columns
+        for t in 0..<reference.rows {
+            var sum = 0.0
+            for c in 0..<d {
+                let diff = Double(reference.values[t * d + c] - approximation.values[t * d + c])
+                sum += diff * diff
+            }
+            total += Double(gates[t] * gates[t]) * sum
+        }
+        return total
+    }
+
+    // MARK: Store access
+
+    /// The imported weights of one expert, widened to f32.
+    func originalExpert(layer: Int, expert: Int) throws -> FeedForward {
+        let key = ExpertKey(layer: layer, expert: expert)
+        guard let record = try store.expertRecord(key) else {
+            throw StoreError.missingRecord(path: store.path, record: "expert record (\(key))")
+        }
+        let m = try record.tensors.indices.map { i -> Matrix in
+            let layout = record.tensors[i]
+            let n = layout.elementCount
+            var values = [Float](repeating: 0, count: n)
+            try record.payloads[i].withUnsafeBytes { raw in
+                switch layout.dtype {
+                case .f32: values.withUnsafeMutableBytes { $0.copyMemory(from: raw) }
+                case .bf16: moe_bf16_to_f32(raw.bindMemory(to: UInt16.self).baseAddress, &values, n)
+                case .f16: moe_f16_to_f32(raw.bindMemory(to: UInt16.self).baseAddress, &values, n)
+                default: throw StoreError.unsupportedDType(path: store.path, record: "expert record (\(key))", dtype: layout.dtype.rawValue, purpose: "expert weights")
+                }
+            }
+            return Matrix(rows: layout.shape[0], columns: layout.shape[1], values: values)
+        }
+        return FeedForward(gate: m[0], up: m[1], down: m[2])
+    }
+
+    /// Bytes of one imported expert record's tensors.
+    private func originalRecordBytes() throws -> Int {
+        guard let l = description.moeLayerIndices.first, let record = try store.expertRecord(ExpertKey(layer: l, expert: 0)) else { return 0 }
+        return record.byteCount
+    }
+
+    private func minimumTopK() throws -> Int {
+        description.moeLayerIndices.map { description.layers[$0].moe!.topK }.max() ?? 1
+    }
+}

@@ -1,0 +1,99 @@
+import ArgumentParser
+import Compression
+import ExpertStore
+import Foundation
+import MoE
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Compare plans with the full model on held-out text: perplexity, KL, top-1 agreement, memory, speed.",
+        discussion: "Several --plan and several comma-separated --data files give a plans × domains table.")
+
+    @OptionGroup var storeOption: StoreOption
+    @Option(name: .customLong("plan"), help: "A stored plan (repeatable; 'full' is the unmodified model).") var plans: [String] = []
+    @Option(help: "Held-out .jsonl files or calib/<domain> folders (their heldout.jsonl), comma-separated.") var data: String
+    @Option(help: "Tokens scored per data file.") var maxTokens = 8192
+    @Option(help: "Window length: each window is scored as its own sequence.") var window = 256
+    @Flag(help: "Print JSON (and no progress).") var json = false
+
+    func validate() throws {
+        guard !plans.isEmpty else { throw ValidationError("give at least one --plan") }
+        guard window >= 2 && maxTokens >= window else { throw ValidationError("--max-tokens must be at least --window, and --window at least 2") }
+    }
+
+    func run() throws {
+        let store = try ExpertStore(url: storeOption.url)
+        let tokenizer = try StoreFiles.tokenizer(store)
+        let description = try store.modelDescription()
+        guard window <= description.maxPositionEmbeddings else {
+            throw ValidationError("--window \(window) is longer than the model's context of \(description.maxPositionEmbeddings)")
+        }
+        let referenceExperts = try StoreExpertSource(store: store)
+        let reference = try store.loadModel(experts: referenceExperts)
+        var candidates = [EvaluationCandidate]()
+        for name in plans {
+            if name == "full" {
+                candidates.append(EvaluationCandidate(plan: "full", model: reference, expertBytes: 0))
+                continue
+            }
+            let plan = try PlanLoader.plan(named: name, in: store)
+            let (model, experts) = try PlanLoader.model(plan: plan, store: store)
+            candidates.append(EvaluationCandidate(plan: name, model: model, expertBytes: experts.residentBytes))
+        }
+        let evaluator = Evaluator(window: window)
+        let progress = TerminalProgress(quiet: json)
+        var results = [EvaluationResult]()
+        for file in data.split(separator: ",").map(String.init) {
+            var url = URL(fileURLWithPath: file)
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
+                url = url.appendingPathComponent("heldout.jsonl")
+            }
+            let texts = try CalibrationData(contentsOf: url).texts
+            var tokens = [Int]()
+            for text in texts where tokens.count < maxTokens { tokens += tokenizer.encode(text) }
+            let windows = evaluator.windows(Array(tokens.prefix(maxTokens)))
+            results += try evaluator.evaluate(candidates, reference: reference, windows: windows, data: url.path) { done, total in
+                progress.update("evaluating on \(url.lastPathComponent): \(TerminalProgress.bar(Double(done) / Double(total))) \(done)/\(total) windows")
+            }
+        }
+        progress.finish()
+        // The full model's experts are loaded lazily; by now every one it uses is resident.
+        for i in results.indices where results[i].plan == "full" { results[i].expertBytes = referenceExperts.residentBytes }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(results), as: UTF8.self))
+        } else {
+            print(Self.table(results))
+        }
+    }
+
+    static func table(_ results: [EvaluationResult]) -> String {
+        func pad(_ text: String, _ width: Int) -> String { String(text.prefix(width - 1)).padding(toLength: width, withPad: " ", startingAt: 0) }
+        func domain(_ path: String) -> String { URL(fileURLWithPath: path).deletingLastPathComponent().lastPathComponent }
+        var lines = [pad("plan", 24) + pad("data", 12) + "tokens  perplexity   full ppl    Δppl %   KL (nats)   top-1  expert MB  tokens/s"]
+        for r in results {
+            lines.append(pad(r.plan, 24) + pad(domain(r.data), 12) + String(format: "%6d  %10.3f  %9.3f  %+8.2f  %10.4f  %5.1f%%  %9.2f  %8.0f",
+                r.tokens, r.perplexity, r.referencePerplexity, r.perplexityChangePercent, r.meanKL, r.topOneAgreement * 100,
+                Double(r.expertBytes) / 1_048_576, r.tokensPerSecond))
+        }
+        var domains = [String](), plans = [String]()
+        for r in results {
+            if !domains.contains(r.data) { domains.append(r.data) }
+            if !plans.contains(r.plan) { plans.append(r.plan) }
+        }
+        if domains.count > 1 {
+            lines.append("")
+            lines.append("Δ perplexity % against the full model (plans × domains)")
+            lines.append(pad("plan", 24) + domains.map { pad(domain($0), 12) }.joined())
+            for plan in plans {
+                lines.append(pad(plan, 24) + domains.map { d in
+                    pad(results.first { $0.plan == plan && $0.data == d }.map { String(format: "%+.2f", $0.perplexityChangePercent) } ?? "-", 12)
+                }.joined())
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

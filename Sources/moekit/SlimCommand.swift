@@ -1,0 +1,142 @@
+import ArgumentParser
+import Compression
+import ExpertStore
+import Foundation
+import MoE
+import Routing
+
+struct SlimCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "slim",
+        abstract: "Build a slimmed expert set (a plan) from a routing profile and store it.",
+        discussion: """
+        Pruning ranks experts by a criterion and keeps --keep of them (super experts are always \
+        kept unless --prune-super-experts); --novices turns that fraction of each layer's experts, \
+        among the pruned, into constant outputs (MoNE). --merge clusters experts instead of \
+        dropping them. --bits quantizes every remaining expert, choosing each one's width by an \
+        exact knapsack that minimises the gate-weighted output error measured on calibration text \
+        under the average-bit budget (MC-MoE); --uniform-bits quantizes all at one width.
+        Example: moekit slim --profile python --prune reap --keep 0.5 --novices 0.1 --bits 3.0 --name python-slim
+        """)
+
+    @OptionGroup var storeOption: StoreOption
+    @Option(help: "The routing profile to build from.") var profile: String
+    @Option(help: "Name of the plan to store.") var name: String
+    @Option(help: "Prune by criterion: \(Criterion.allCases.map(\.rawValue).joined(separator: ", ")).") var prune: String?
+    @Option(help: "Merge instead of pruning: hc-smoe or m-smoe.") var merge: String?
+    @Option(help: "Fraction of experts kept (pruning) or of groups left (merging).") var keep: Double = 1
+    @Option(help: "Budget: uniform (same fraction per layer) or global (one threshold over all layers).") var budget = "uniform"
+    @Option(help: "Fraction of each layer's experts that become novices instead of being dropped.") var novices: Double = 0
+    @Flag(help: "Allow super experts to be pruned.") var pruneSuperExperts = false
+    @Option(help: "Average bits per expert weight (mixed precision).") var bits: Double?
+    @Option(help: "Quantize every expert at this width instead (2, 3, 4 or 8).") var uniformBits: Int?
+    @Option(help: "Quantization group size: 32, 64 or 128.") var group = 64
+    @Flag(help: "Quantize with GPTQ (per-expert Hessians from the calibration replay) instead of round-to-nearest.") var gptq = false
+    @Option(help: "Calibration text for quantization errors (default: the profile's own source).") var calib: String?
+    @Option(help: "Calibration samples used by quantization.") var maxSamples = 32
+    @Flag(help: "Print the summary as JSON (and no progress).") var json = false
+
+    func validate() throws {
+        if prune != nil && merge != nil { throw ValidationError("choose --prune or --merge, not both") }
+        if prune == nil && merge == nil && bits == nil && uniformBits == nil {
+            throw ValidationError("nothing to do: give --prune, --merge, --bits or --uniform-bits")
+        }
+        if let prune, Criterion(rawValue: prune) == nil {
+            throw ValidationError("unknown criterion '\(prune)'; choose one of \(Criterion.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if let merge, SlimOptions.MergeMethod(rawValue: merge) == nil { throw ValidationError("unknown merge method '\(merge)'; choose hc-smoe or m-smoe") }
+        if PruningBudget(rawValue: budget) == nil { throw ValidationError("--budget must be uniform or global") }
+        guard keep > 0 && keep <= 1 else { throw ValidationError("--keep must be in (0, 1]") }
+        guard novices >= 0 && novices < 1 else { throw ValidationError("--novices must be in [0, 1)") }
+        if novices > 0 && prune == nil { throw ValidationError("--novices needs --prune") }
+        if let bits, !(2...8).contains(bits) { throw ValidationError("--bits must be between 2 and 8") }
+    }
+
+    func run() throws {
+        let store = try ExpertStore(url: storeOption.url, readOnly: false)
+        guard let routing = try store.profiles.get(RoutingProfile.self, named: profile) else {
+            throw ValidationError("no profile named '\(profile)' in \(store.path); stored: \(try store.profiles.names().joined(separator: ", "))")
+        }
+        var options = SlimOptions(name: name)
+        options.prune = prune.flatMap(Criterion.init(rawValue:))
+        options.merge = merge.flatMap(SlimOptions.MergeMethod.init(rawValue:))
+        options.keepFraction = keep
+        options.budget = PruningBudget(rawValue: budget)!
+        options.noviceFraction = novices
+        options.pruneSuperExperts = pruneSuperExperts
+        options.averageBits = bits
+        options.uniformBits = uniformBits
+        options.groupSize = group
+        options.gptq = gptq
+
+        var calibration = [[Int]]()
+        if bits != nil || uniformBits != nil {
+            let tokenizer = try StoreFiles.tokenizer(store)
+            let source = calib ?? routing.source
+            let data = try CalibrationData(contentsOf: URL(fileURLWithPath: source))
+            let limit = try store.modelDescription().maxPositionEmbeddings
+            calibration = data.texts.prefix(maxSamples).map { Array(tokenizer.encode($0).prefix(min(512, limit))) }.filter { $0.count >= 2 }
+        }
+        let progress = TerminalProgress(quiet: json)
+        let slimmer = try Slimmer(store: store)
+        let result = try slimmer.slim(profile: routing, profileName: profile, options: options, calibration: calibration) {
+            progress.update("slimming \(name): \($0)")
+        }
+        try slimmer.commit(result)
+        progress.finish()
+        let summary = PlanSummary(result: result)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+        } else {
+            print(summary.text)
+        }
+    }
+}
+
+/// What `slim` prints about the plan it stored.
+struct PlanSummary: Encodable {
+    var name: String
+    var method: String
+    var routableExperts: Int
+    var slots: Int
+    var novices: Int
+    var mergedGroups: Int
+    var bitHistogram: [String: Int]
+    var expectedExpertBytes: Int
+    var originalExpertBytes: Int
+    var protectedSuperExperts: [LayerExpert]
+    var perLayerKept: [Int]
+
+    init(result: SlimResult) {
+        let plan = result.plan
+        name = plan.name
+        method = plan.recipe.method
+        routableExperts = plan.routableExpertCount
+        slots = plan.slotCount
+        novices = result.noviceCount
+        mergedGroups = result.mergedGroupCount
+        bitHistogram = Dictionary(uniqueKeysWithValues: result.bitHistogram.map { ("\($0.key)", $0.value) })
+        expectedExpertBytes = plan.expectedExpertBytes
+        originalExpertBytes = result.originalExpertBytes
+        protectedSuperExperts = plan.recipe.protectedSuperExperts
+        perLayerKept = plan.layers.compactMap { $0?.slots.count }
+    }
+
+    var text: String {
+        var lines = ["plan '\(name)' (\(method)): \(slots) expert slots over \(perLayerKept.count) layers (per layer: \(perLayerKept.map(String.init).joined(separator: ", ")))"]
+        if novices > 0 { lines.append("novices: \(novices)") }
+        if mergedGroups > 0 { lines.append("merged groups: \(mergedGroups)") }
+        if !bitHistogram.isEmpty {
+            lines.append("bit widths: " + bitHistogram.sorted { Int($0.key)! < Int($1.key)! }.map { "\($0.value) experts at \($0.key) bits" }.joined(separator: ", "))
+        }
+        if !protectedSuperExperts.isEmpty {
+            lines.append("kept super experts: " + protectedSuperExperts.map { "layer \($0.layer) expert \($0.expert)" }.joined(separator: ", "))
+        }
+        lines.append(String(format: "expected expert memory: %@ bytes (%.1f%% of the full model's %@)",
+                            expectedExpertBytes.formatted(), 100 * Double(expectedExpertBytes) / Double(max(originalExpertBytes, 1)),
+                            originalExpertBytes.formatted()))
+        return lines.joined(separator: "\n")
+    }
+}
