@@ -6,12 +6,6 @@ import MoE
 // Matrix-vector throughput on packed quantized weights against f32 OpenBLAS sgemv, on the
 // same 4096 x 4096 matrix in the same run. Build with -c release.
 
-func seconds(_ body: () -> Void) -> Double {
-    let start = DispatchTime.now().uptimeNanoseconds
-    body()
-    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-}
-
 /// Best of `repeats` timings of `body`, after one warm-up call.
 func best(_ repeats: Int, _ body: () -> Void) -> Double {
     body()
@@ -65,6 +59,22 @@ func run() throws {
         let t = best(5) { _ = q.linear(batch) }
         print(String(format: "linear, %d tokens: %d-bit g128 %.2f ms (%.2fx f32)", tokens, bits, t * 1e3, sgemm / t))
     }
+
+    // GPTQ on one Qwen3-30B-A3B-sized projection (gate/up: 768 x 2048) with 2048 calibration tokens.
+    let projection = Matrix(rows: 768, columns: 2048, values: (0..<(768 * 2048)).map { _ in Float.random(in: -0.05...0.05, using: &generator) })
+    let calibration = Matrix(rows: 2048, columns: 2048, values: (0..<(2048 * 2048)).map { _ in Float.random(in: -1...1, using: &generator) })
+    var hessian = InputHessian(dimension: 2048)
+    let accumulate = seconds { hessian.add(calibration) }
+    var result: GPTQResult?
+    let gptq = try seconds { result = try GPTQ(format: QuantizationFormat(bits: 4, groupSize: 128)).quantize(projection, hessian: hessian.values) }
+    print(String(format: "\nGPTQ 4-bit g128 on 768x2048: %.2f s (Hessian of 2048 tokens: %.2f s), fallback: %@",
+                 gptq, accumulate, String(describing: result?.fallback) as NSString))
+}
+
+func seconds(_ body: () throws -> Void) rethrows -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    try body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 }
 
 try run()
