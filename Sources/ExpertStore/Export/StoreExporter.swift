@@ -5,6 +5,12 @@ public struct ExportSummary: Sendable, Equatable, Codable {
     public var files: [String]
     public var tensors: Int
     public var tensorBytes: Int
+
+    public init(files: [String], tensors: Int, tensorBytes: Int) {
+        self.files = files
+        self.tensors = tensors
+        self.tensorBytes = tensorBytes
+    }
 }
 
 /// Writes a store back out as a standard Hugging Face checkpoint folder: the original

@@ -67,3 +67,4 @@ extension ExpertStore {
         try environment.read { txn in try txn.get(experts, key.bytes) != nil }
     }
 }
+

@@ -1,0 +1,124 @@
+import CKernels
+import ExpertStore
+import Foundation
+import MoE
+
+/// Writes a plan as a standard Hugging Face checkpoint that transformers, llama.cpp's
+/// converter or vLLM load like any other: the kept experts renumbered 0..<E', the router
+/// (and DeepSeek's correction bias) sliced to their rows, the expert count in `config.json`
+/// updated. Merged experts are written once per member, so the router keeps choosing among
+/// the members and the sum of their gates reaches the shared weights, exactly as MoEKit runs
+/// it. Quantized and merged weights are written dequantized in f32; original experts keep
+/// their stored dtype. Two things have no standard form and are refused: novices (a constant
+/// output) and layers that keep different numbers of experts (configs hold one count).
+public struct PlanExporter {
+    public let store: ExpertStore
+
+    public init(store: ExpertStore) { self.store = store }
+
+    public func export(plan: CompressionPlan, to directory: URL) throws -> ExportSummary {
+        let description = try store.modelDescription()
+        try plan.validate(against: description, fingerprint: try store.fingerprint())
+        var counts = Set<Int>()
+        for (l, layer) in plan.layers.enumerated() {
+            guard let layer else { continue }
+            if layer.slots.contains(where: { if case .novice = $0 { return true } else { return false } }) {
+                throw PlanError.invalid(plan: plan.name, reason: "layer \(l) has novices, which a standard checkpoint cannot express; export a plan without --novices")
+            }
+            counts.insert(layer.expertMap.survivingExperts.count)
+        }
+        guard counts.count <= 1 else {
+            throw PlanError.invalid(plan: plan.name, reason: "layers keep different numbers of experts (\(counts.sorted().map(String.init).joined(separator: ", "))); Hugging Face configs hold one count, so build the plan with --budget uniform")
+        }
+        let kept = counts.first ?? 0
+        let fm = FileManager.default
+        if let existing = try? fm.contentsOfDirectory(atPath: directory.path), !existing.isEmpty {
+            throw StoreError.outputNotEmpty(path: directory.path)
+        }
+        try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+
+        let dense = try StoreTensorProvider(store: store)
+        let variants = try StoreVariantProvider(store: store)
+        let names = description.names
+        var writer = SafetensorsWriter()
+        var tensorBytes = 0
+        var tensorCount = 0
+        var routerRows = [String: [Int]]()
+        for l in description.moeLayerIndices {
+            let survivors = plan.layers[l]!.expertMap.survivingExperts
+            routerRows[names.router(l)] = survivors
+            routerRows[names.correctionBias(l)] = survivors
+        }
+        for name in dense.names {
+            let layout = try dense.layout(name)
+            if let rows = routerRows[name] {
+                // Slice router rows (a 2-D weight) or bias entries (1-D) to the surviving experts.
+                let rowBytes = layout.byteCount / layout.shape[0]
+                let bytes = try dense.withVerifiedBytes(name) { raw, _ in rows.flatMap { Array(raw[($0 * rowBytes)..<(($0 + 1) * rowBytes)]) } }
+                writer.add(name, dtype: layout.dtype, shape: [rows.count] + layout.shape.dropFirst(), bytes: bytes)
+                tensorBytes += bytes.count
+            } else {
+                writer.add(name, dtype: layout.dtype, shape: layout.shape) { emit in
+                    try dense.withVerifiedBytes(name) { bytes, _ in try emit(bytes) }
+                }
+                tensorBytes += layout.byteCount
+            }
+            tensorCount += 1
+        }
+        for l in description.moeLayerIndices {
+            let layer = plan.layers[l]!
+            for (newIndex, expert) in layer.expertMap.survivingExperts.enumerated() {
+                let slot = layer.slots[layer.expertMap.slotOfExpert[expert]!]
+                let record = slot.record
+                if record.variant == 0, let stored = try store.expertRecord(ExpertKey(layer: l, expert: record.expert)) {
+                    for (p, projection) in Projection.allCases.enumerated() {
+                        writer.add(names.expert(l, newIndex, projection), dtype: stored.tensors[p].dtype, shape: stored.tensors[p].shape, bytes: stored.payloads[p])
+                        tensorBytes += stored.payloads[p].count
+                    }
+                } else {
+                    let weights = try Self.dense(variants.expert(layer: l, expert: record.expert, variant: record.variant), plan: plan.name, layer: l)
+                    for (projection, matrix) in zip(Projection.allCases, [weights.gate, weights.up, weights.down]) {
+                        let bytes = matrix.values.withUnsafeBytes { Array($0) }
+                        writer.add(names.expert(l, newIndex, projection), dtype: .f32, shape: [matrix.rows, matrix.columns], bytes: bytes)
+                        tensorBytes += bytes.count
+                    }
+                }
+                tensorCount += 3
+            }
+        }
+        var files = [String]()
+        for name in try store.fileNames() {
+            guard var data = try store.file(name) else { continue }
+            if name == "config.json" { data = try Self.config(data, expertCount: kept, description: description) }
+            try data.write(to: directory.appendingPathComponent(name), options: .atomic)
+            files.append(name)
+        }
+        try writer.write(to: directory.appendingPathComponent("model.safetensors"))
+        files.append("model.safetensors")
+        return ExportSummary(files: files.sorted(), tensors: tensorCount, tensorBytes: tensorBytes)
+    }
+
+    /// f32 weights of a merged or quantized slot.
+    static func dense(_ expert: any Expert, plan: String, layer: Int) throws -> FeedForward {
+        switch expert {
+        case let f as FeedForward: return f
+        case let q as QuantizedExpert: return q.dequantized()
+        default: throw PlanError.invalid(plan: plan, reason: "layer \(layer) has an expert of a kind a checkpoint cannot hold")
+        }
+    }
+
+    /// `config.json` with the routed expert count changed under whichever key the file uses.
+    /// DeepSeek's group-limited routing needs the count to split into `n_group` groups; when
+    /// it no longer does, groups are switched off (as PreMoe does for its slimmed models).
+    static func config(_ data: Data, expertCount: Int, description: ModelDescription) throws -> Data {
+        guard var json = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw CheckpointError.malformedConfig(file: "config.json", reason: "not a JSON object")
+        }
+        for key in ["num_experts", "num_local_experts", "n_routed_experts"] where json[key] != nil { json[key] = expertCount }
+        if let groups = json["n_group"] as? Int, groups > 1, expertCount % groups != 0 || expertCount / groups < 2 {
+            json["n_group"] = 1
+            json["topk_group"] = 1
+        }
+        return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+    }
+}
