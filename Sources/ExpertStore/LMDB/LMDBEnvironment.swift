@@ -8,7 +8,9 @@ import Foundation
 /// Writable environments are opened with `MDB_NOMETASYNC`: each commit flushes its data
 /// pages but not the meta page, so a bulk import pays one flush per transaction instead of
 /// two, and a system crash can only roll back the last commit (LMDB keeps its integrity).
-/// `MDB_NOSYNC` would skip the data flush too, but then a power loss may corrupt the file.
+/// `MDB_NOSYNC` would skip the data flush too, but then a power loss may corrupt the file,
+/// and it bought nothing measurable here (store-bench import of 768 MiB of experts: 3.77 s
+/// with it, 3.78 s without; writing the pages dominates, not flushing them).
 /// A killed process loses nothing that was committed either way: commits go through the OS
 /// page cache. Every environment uses `MDB_NOTLS`, so a read transaction is not tied to the
 /// thread that began it.
