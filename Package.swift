@@ -28,6 +28,7 @@ let package = Package(
             dependencies: ["MoE", "Routing", "ExpertStore", "Compression", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(name: "moekit-bench", dependencies: ["MoE", "Routing", "CBLAS"], path: "Benchmarks/moekit-bench"),
+        .executableTarget(name: "profile-bench", dependencies: ["MoE", "Routing", "ExpertStore"], path: "Benchmarks/profile-bench"),
         .executableTarget(name: "store-bench", dependencies: ["MoE", "ExpertStore"], path: "Benchmarks/store-bench"),
         .executableTarget(name: "quant-bench", dependencies: ["Compression", "MoE", "CBLAS"], path: "Benchmarks/quant-bench"),
         .testTarget(name: "RoutingTests", dependencies: ["Routing"]),
