@@ -1,17 +1,18 @@
-/// Problems with a `tokenizer.json`, each naming the file.
-public enum TokenizerError: Error, CustomStringConvertible, Equatable {
+/// Problems with a `tokenizer.json`; every description names the file.
+public enum TokenizerError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The file does not exist or cannot be read.
     case unreadable(file: String)
+    /// The file is not a well-formed tokenizer.json (bad JSON, missing or mistyped fields,
+    /// merges that refer to tokens missing from the vocabulary, ...).
     case malformed(file: String, reason: String)
+    /// A well-formed file that uses something this byte-level BPE tokenizer does not implement.
     case unsupported(file: String, what: String)
-    /// A byte-level symbol missing from the vocabulary: the vocabulary and merges disagree.
-    case unknownSymbol(String)
 
     public var description: String {
         switch self {
         case let .unreadable(file): return "\(file): cannot read the tokenizer file"
-        case let .malformed(file, reason): return "\(file): malformed tokenizer: \(reason)"
+        case let .malformed(file, reason): return "\(file): malformed tokenizer.json: \(reason)"
         case let .unsupported(file, what): return "\(file): unsupported tokenizer: \(what)"
-        case let .unknownSymbol(symbol): return "tokenizer vocabulary has no entry for '\(symbol)'"
         }
     }
 }
