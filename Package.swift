@@ -14,6 +14,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
     ],
     targets: [
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
@@ -23,17 +24,20 @@ let package = Package(
         .target(name: "MoE", dependencies: ["Routing", "CBLAS", "CKernels"]),
         .target(name: "ExpertStore", dependencies: ["MoE", "Routing", "CLMDB", "CBLAS", "CKernels"]),
         .target(name: "Compression", dependencies: ["MoE", "Routing", "ExpertStore", "CBLAS", "CKernels"]),
+        .target(name: "MoEServer", dependencies: ["MoE", "Routing", "ExpertStore", "Compression", "CKernels", .product(name: "Hummingbird", package: "hummingbird")]),
         .executableTarget(
             name: "moekit",
-            dependencies: ["MoE", "Routing", "ExpertStore", "Compression", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MoE", "Routing", "ExpertStore", "Compression", "MoEServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(name: "moekit-bench", dependencies: ["MoE", "Routing", "CBLAS"], path: "Benchmarks/moekit-bench"),
         .executableTarget(name: "profile-bench", dependencies: ["MoE", "Routing", "ExpertStore"], path: "Benchmarks/profile-bench"),
         .executableTarget(name: "store-bench", dependencies: ["MoE", "ExpertStore"], path: "Benchmarks/store-bench"),
+        .executableTarget(name: "serve-bench", dependencies: ["MoEServer", "Compression", "ExpertStore", "MoE", "Routing", "CBLAS"], path: "Benchmarks/serve-bench"),
         .executableTarget(name: "quant-bench", dependencies: ["Compression", "MoE", "CBLAS"], path: "Benchmarks/quant-bench"),
         .testTarget(name: "RoutingTests", dependencies: ["Routing"]),
         .testTarget(name: "MoETests", dependencies: ["MoE", "Routing"]),
         .testTarget(name: "ExpertStoreTests", dependencies: ["ExpertStore", "MoE", "CLMDB"]),
+        .testTarget(name: "MoEServerTests", dependencies: ["MoEServer", "Compression", "ExpertStore", "MoE", "Routing"]),
         .testTarget(name: "CompressionTests", dependencies: ["Compression", "MoE", "Routing", "ExpertStore", "CKernels"]),
     ]
 )

@@ -1,0 +1,203 @@
+import CBLAS
+import Compression
+import ExpertStore
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import MoE
+import Routing
+
+// Serving benchmark, all in one run on one machine (build with -c release):
+// 1. resident memory (VmRSS) of `moekit serve` child processes serving the full model, a
+//    50% plan and a 25% plan, each read after a warm-up request, with ratios to the full model;
+// 2. decode tokens/s for the original (BF16 in the store, widened to f32 in memory), 8-bit
+//    and 4-bit plans, next to the memory-bandwidth bound: read bandwidth (measured here over
+//    256 MB) divided by the bytes of weights one decode step reads.
+//
+// Usage: serve-bench [--model DIR] [--moekit PATH] [--tokens N]
+// The store is built in a temporary folder from the model (default: models/moekit-tiny).
+
+struct Arguments {
+    var model: URL
+    var moekit: URL
+    var tokens = 64
+
+    init() {
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        moekit = executable.deletingLastPathComponent().appendingPathComponent("moekit")
+        model = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("models/moekit-tiny")
+        var rest = CommandLine.arguments.dropFirst()
+        while let flag = rest.popFirst() {
+            guard let value = rest.popFirst() else { fatalError("\(flag) needs a value") }
+            switch flag {
+            case "--model": model = URL(fileURLWithPath: value)
+            case "--moekit": moekit = URL(fileURLWithPath: value)
+            case "--tokens": tokens = Int(value)!
+            default: fatalError("unknown option \(flag); use --model DIR, --moekit PATH, --tokens N")
+            }
+        }
+    }
+}
+
+func seconds(_ body: () throws -> Void) rethrows -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    try body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+/// Builds the benchmark store: import, one profile, and the plans measured below.
+func buildStore(_ arguments: Arguments, at url: URL) throws -> ExpertStore {
+    print("building the store from \(arguments.model.path)…")
+    _ = try StoreImporter(checkpoint: arguments.model, store: url).run()
+    let store = try ExpertStore(url: url, readOnly: false)
+    let tokenizer = try Tokenizer(data: store.file("tokenizer.json")!)
+    let calib = arguments.model.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("calib/python")
+    let data = try CalibrationData(contentsOf: calib)
+    let sequences = data.texts.prefix(16).map { Array(tokenizer.encode($0).prefix(256)) }.filter { $0.count >= 2 }
+    let profile = try CalibrationProfiler(fingerprint: store.fingerprint() ?? "", source: data.file).profile(model: store.loadModel(), sequences: sequences)
+    try store.profiles.put(profile, named: "python")
+    let slimmer = try Slimmer(store: store)
+    var originalBytes = 0
+    for (name, keep, bits) in [("keep50", 0.5, nil), ("keep25", 0.25, nil), ("int8", 1.0, 8), ("int4", 1.0, 4)] as [(String, Double, Int?)] {
+        var options = SlimOptions(name: name)
+        if keep < 1 {
+            options.prune = .reap
+            options.keepFraction = keep
+        }
+        options.uniformBits = bits
+        let result = try slimmer.slim(profile: profile, profileName: "python", options: options, calibration: Array(sequences.prefix(8)))
+        try slimmer.commit(result)
+        originalBytes = result.originalExpertBytes
+    }
+    let full = CompressionPlan.full(description: try store.modelDescription(), fingerprint: try store.fingerprint() ?? "", expertBytes: originalBytes)
+    try store.plans.put(full, named: full.name)
+    return store
+}
+
+// MARK: Resident memory of the server
+
+/// Starts `moekit serve` for `plan`, sends a warm-up request, and returns VmRSS (bytes) and
+/// the resident expert bytes the server reports.
+func serverMemory(_ arguments: Arguments, store: URL, plan: String) throws -> (rss: Int, experts: Int) {
+    let process = Process()
+    process.executableURL = arguments.moekit
+    process.arguments = ["serve", "--store", store.path, "--plan", plan, "--port", "0"]
+    let output = Pipe()
+    process.standardOutput = output
+    try process.run()
+    defer {
+        process.terminate()
+        process.waitUntilExit()
+    }
+    // Wait for "… listening on http://127.0.0.1:PORT".
+    var line = Data()
+    while !line.contains(UInt8(ascii: "\n")) {
+        let chunk = output.fileHandleForReading.availableData
+        guard !chunk.isEmpty else { throw BenchError.serverExited(plan) }
+        line += chunk
+    }
+    let text = String(decoding: line, as: UTF8.self)
+    guard let port = text.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
+        throw BenchError.serverExited(plan)
+    }
+    let base = "http://127.0.0.1:\(port)"
+    _ = try request(base + "/v1/completions", body: #"{"prompt": "def main():\n    ", "max_tokens": 16}"#)
+    let metrics = String(decoding: try request(base + "/metrics", body: nil), as: UTF8.self)
+    let experts = metrics.split(separator: "\n").first { $0.hasPrefix("moekit_resident_expert_bytes ") }
+        .flatMap { Int($0.split(separator: " ")[1]) } ?? -1
+    let status = try String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)
+    let rssKB = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
+        .flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true)[1]) } ?? -1
+    return (rssKB * 1024, experts)
+}
+
+enum BenchError: Error { case serverExited(String), http(String) }
+
+/// A blocking HTTP request on loopback.
+func request(_ url: String, body: String?) throws -> Data {
+    var request = URLRequest(url: URL(string: url)!)
+    if let body {
+        request.httpMethod = "POST"
+        request.httpBody = Data(body.utf8)
+    }
+    let done = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var result: Result<Data, any Error> = .failure(BenchError.http(url))
+    URLSession.shared.dataTask(with: request) { data, response, error in
+        if let data, (response as? HTTPURLResponse)?.statusCode == 200 { result = .success(data) } else { result = .failure(error ?? BenchError.http(url)) }
+        done.signal()
+    }.resume()
+    done.wait()
+    return try result.get()
+}
+
+// MARK: Decode speed against the bandwidth bound
+
+/// Read bandwidth in bytes/s: best of five `sasum` passes over 256 MB (reads only, as decode does).
+func readBandwidth() -> Double {
+    let count = 64 << 20
+    let values = [Float](repeating: 1, count: count)
+    var sink: Float = 0
+    let best = (0..<6).map { _ in
+        seconds { values.withUnsafeBufferPointer { sink += cblas_sasum(Int32(count), $0.baseAddress, 1) } }
+    }.dropFirst().min()!
+    precondition(sink > 0)
+    return Double(count * 4) / best
+}
+
+func decodeSpeed(store: ExpertStore, plan name: String, tokens: Int, prompt: [Int]) throws -> (tokensPerSecond: Double, bytesPerToken: Int) {
+    let plan = try PlanLoader.plan(named: name, in: store)
+    let (model, experts) = try PlanLoader.model(plan: plan, store: store)
+    let description = model.description
+    // Bytes one decode step reads: every dense weight (f32; the tied embedding counts once, as
+    // the output head reads all of it) plus top-k experts per MoE layer at the plan's
+    // average resident size. The KV cache (a few KB here) is left out.
+    var expertBytesPerToken = 0
+    for l in description.moeLayerIndices {
+        let slots = plan.layers[l]!.slots.count
+        let layerBytes = try (0..<slots).reduce(0) { $0 + (try experts.expert(layer: l, index: $1).residentBytes) }
+        expertBytesPerToken += description.layers[l].moe!.topK * layerBytes / slots
+    }
+    let bytesPerToken = model.denseParameterCount * 4 + expertBytesPerToken
+    var stamps = [UInt64]()
+    try Generator(model: model).generate(prompt: prompt, maxTokens: tokens, stopTokens: []) { _ in
+        stamps.append(DispatchTime.now().uptimeNanoseconds)
+        return true
+    }
+    // From the first generated token (end of prefill) to the last: decode steps only.
+    let decodeSeconds = Double(stamps.last! - stamps.first!) / 1e9
+    return (Double(stamps.count - 1) / decodeSeconds, bytesPerToken)
+}
+
+func main() throws {
+    let arguments = Arguments()
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("serve-bench-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let storeURL = folder.appendingPathComponent("store")
+    let store = try buildStore(arguments, at: storeURL)
+
+    print("\n1. resident memory of `moekit serve` after one warm-up request (VmRSS of the process)")
+    print("plan     expert bytes resident   VmRSS MiB   expert ratio   VmRSS ratio (vs full)")
+    var reference: (rss: Int, experts: Int)?
+    for plan in ["full", "keep50", "keep25"] {
+        let measured = try serverMemory(arguments, store: storeURL, plan: plan)
+        let base = reference ?? measured
+        reference = base
+        print(String(format: "%-7@  %21d  %10.1f  %13.3f  %11.3f", plan as NSString, measured.experts,
+                     Double(measured.rss) / 1_048_576, Double(measured.experts) / Double(base.experts), Double(measured.rss) / Double(base.rss)))
+    }
+
+    print("\n2. decode speed (\(arguments.tokens) tokens after a 32-token prompt, one sequence) vs the bandwidth bound")
+    let bandwidth = readBandwidth()
+    print(String(format: "measured read bandwidth: %.2f GB/s (sasum over 256 MB, best of 5)", bandwidth / 1e9))
+    let tokenizer = try Tokenizer(data: store.file("tokenizer.json")!)
+    let prompt = Array(tokenizer.encode("import os\nimport sys\n\ndef main(argv):\n    parser = argparse.ArgumentParser(description='tool')\n    ").prefix(32))
+    print("plan                      bytes read/token   tokens/s   bound tokens/s   fraction of bound")
+    for (label, plan) in [("original (BF16 -> f32)", "full"), ("8-bit", "int8"), ("4-bit", "int4")] {
+        let (speed, bytes) = try decodeSpeed(store: store, plan: plan, tokens: arguments.tokens, prompt: prompt)
+        let bound = bandwidth / Double(bytes)
+        print(String(format: "%-24@  %16d  %9.1f  %15.1f  %17.3f", label as NSString, bytes, speed, bound, speed / bound))
+    }
+}
+
+try main()

@@ -1,0 +1,209 @@
+import Compression
+import Foundation
+import Hummingbird
+
+/// The OpenAI-compatible HTTP server over a `ServingEngine`:
+///
+/// - `POST /v1/completions`, `POST /v1/chat/completions`: generation, whole or streamed as
+///   server-sent events (`stream: true`: one `data: {chunk}` per piece of text, then
+///   `data: [DONE]`); `model` names the plan (or `auto`); the answer's `model` is the plan
+///   that ran and `moekit.plan` says so again, with `moekit.auto` telling how it was chosen.
+/// - `GET /v1/models`: the store's plans in OpenAI's list format, marked `served` or not.
+/// - `GET /health`: `{"status": "ok", …}` once the plans are loaded.
+/// - `GET /metrics`: Prometheus text (see `ServerMetrics`).
+///
+/// Generation runs on an `InferenceQueue` of `maxConcurrency` threads; the event loops only
+/// parse, queue and write.
+public final class MoEServer: Sendable {
+    public let engine: ServingEngine
+    public let metrics = ServerMetrics()
+    let queue: InferenceQueue
+    let started = Int(Date().timeIntervalSince1970)
+
+    static let endpoints: Set<String> = ["/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics"]
+
+    public init(engine: ServingEngine) {
+        self.engine = engine
+        queue = InferenceQueue(workers: max(1, engine.configuration.maxConcurrency))
+    }
+
+    deinit { queue.close() }
+
+    /// Serves until SIGINT or SIGTERM; `onListening` gets the bound port.
+    public func run(onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+        try await application(onListening: onListening).runService()
+    }
+
+    /// Starts serving in the background (for tests and embedding); `stop()` ends it.
+    public func start() async throws -> RunningServer {
+        let (ports, announce) = AsyncStream<Int>.makeStream()
+        let app = application { port in
+            announce.yield(port)
+            announce.finish()
+        }
+        let task = Task {
+            defer { announce.finish() }
+            try await app.run()
+        }
+        for await port in ports { return RunningServer(port: port, task: task) }
+        // The stream ended without a port: the server failed to start; report why.
+        try await task.value
+        throw CancellationError()
+    }
+
+    func application(onListening: @escaping @Sendable (Int) -> Void) -> some ApplicationProtocol {
+        let router = Router()
+        router.add(middleware: APIMiddleware(metrics: metrics, endpoints: Self.endpoints, maxBodyBytes: engine.configuration.maxBodyBytes))
+        router.post("/v1/completions") { request, _ in try await self.generate(request, chat: false) }
+        router.post("/v1/chat/completions") { request, _ in try await self.generate(request, chat: true) }
+        router.get("/v1/models") { _, _ in try self.models() }
+        router.get("/health") { _, _ in self.json(HealthStatus(status: "ok", plans: self.engine.planNames, auto: self.engine.selector != nil)) }
+        router.get("/metrics") { _, _ in
+            let text = self.metrics.render(residentExpertBytes: self.engine.residentExpertBytes,
+                                           cache: self.engine.cache?.statistics, queue: self.queue.statistics)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+        }
+        let configuration = engine.configuration
+        return Application(router: router,
+                           configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "moekit"),
+                           onServerRunning: { channel in onListening(channel.localAddress?.port ?? configuration.port) })
+    }
+
+    // MARK: Generation
+
+    private func generate(_ request: Request, chat: Bool) async throws -> Response {
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: engine.configuration.maxBodyBytes)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            throw APIError.bodyTooLarge(limit: engine.configuration.maxBodyBytes)
+        }
+        let payload = Data(body.readableBytesView)
+        let parsed = chat ? try GenerationRequest.chat(json: payload, template: engine.chatTemplate) : try GenerationRequest.completion(json: payload)
+        // OpenAI's completions endpoint defaults to 16 tokens; chat answers run to the end of the context.
+        let defaultMaxTokens = chat ? nil : 16
+        let format = ResponseFormat(chat: chat, id: (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.lowercased(),
+                                    created: Int(Date().timeIntervalSince1970))
+        let engine = self.engine
+        if !parsed.stream {
+            let (prepared, result) = try await queue.run {
+                try Self.translatingErrors {
+                    let prepared = try engine.prepare(parsed, defaultMaxTokens: defaultMaxTokens)
+                    return (prepared, try engine.generate(prepared))
+                }
+            }
+            record(prepared, result)
+            return json(format.whole(prepared, result))
+        }
+        return try await stream(parsed, defaultMaxTokens: defaultMaxTokens, format: format)
+    }
+
+    /// Streams the answer as server-sent events. The request is prepared (plan chosen, prompt
+    /// checked) before the response starts, so those failures still get their status code.
+    private func stream(_ parsed: GenerationRequest, defaultMaxTokens: Int?, format: ResponseFormat) async throws -> Response {
+        let (events, sink) = AsyncStream<ByteBuffer>.makeStream()
+        let listening = Flag(true)
+        sink.onTermination = { _ in listening.set(false) }
+        let engine = self.engine
+        let prepared: ServingEngine.Prepared = try await withCheckedThrowingContinuation { start in
+            queue.submit {
+                defer { sink.finish() }
+                let prepared: ServingEngine.Prepared
+                do {
+                    prepared = try Self.translatingErrors { try engine.prepare(parsed, defaultMaxTokens: defaultMaxTokens) }
+                } catch {
+                    start.resume(throwing: error)
+                    return
+                }
+                start.resume(returning: prepared)
+                sink.yield(Self.event(format.opening(prepared)))
+                do {
+                    let result = try Self.translatingErrors {
+                        try engine.generate(prepared) { piece in
+                            sink.yield(Self.event(format.chunk(prepared, text: piece)))
+                            return listening.value
+                        }
+                    }
+                    self.record(prepared, result)
+                    sink.yield(Self.event(format.closing(prepared, result)))
+                } catch let error as APIError {
+                    sink.yield(ByteBuffer(string: "data: "))
+                    sink.yield(ByteBuffer(bytes: error.body))
+                    sink.yield(ByteBuffer(string: "\n\n"))
+                } catch {}
+                sink.yield(ByteBuffer(string: "data: [DONE]\n\n"))
+            }
+        }
+        _ = prepared
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+                        body: ResponseBody(asyncSequence: events))
+    }
+
+    private func record(_ prepared: ServingEngine.Prepared, _ result: ServingEngine.Result) {
+        metrics.recordGeneration(plan: prepared.plan, auto: prepared.auto, promptTokens: prepared.promptTokens.count,
+                                 generatedTokens: result.tokens.count)
+    }
+
+    /// Model and store failures become 500s with their description; `APIError`s pass through.
+    static func translatingErrors<T>(_ work: () throws -> T) throws -> T {
+        do { return try work() } catch let error as APIError { throw error } catch { throw APIError.internalFailure(error) }
+    }
+
+    static func event(_ value: some Encodable) -> ByteBuffer {
+        var buffer = ByteBuffer(string: "data: ")
+        buffer.writeBytes(ResponseJSON.encode(value))
+        buffer.writeString("\n\n")
+        return buffer
+    }
+
+    // MARK: Other endpoints
+
+    private func models() throws -> Response {
+        var entries = [ModelList.Model]()
+        if let cache = engine.cache {
+            entries.append(ModelList.Model(id: "auto", created: started, served: true, expertBytes: cache.limitBytes ?? 0))
+        }
+        for name in try engine.store.plans.names() {
+            let bytes = engine.plans[name]?.plan.expectedExpertBytes ?? (try? engine.store.plans.get(CompressionPlan.self, named: name))??.expectedExpertBytes ?? 0
+            entries.append(ModelList.Model(id: name, created: started, served: engine.plans[name] != nil, expertBytes: bytes))
+        }
+        return json(ModelList(data: entries))
+    }
+
+    func json(_ value: some Encodable) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: ResponseJSON.encode(value))))
+    }
+}
+
+/// A server started with `MoEServer.start()`.
+public final class RunningServer: Sendable {
+    public let port: Int
+    private let task: Task<Void, any Error>
+
+    init(port: Int, task: Task<Void, any Error>) {
+        self.port = port
+        self.task = task
+    }
+
+    /// Stops accepting connections and waits for the server to end.
+    public func stop() async {
+        task.cancel()
+        _ = try? await task.value
+    }
+}
+
+struct HealthStatus: Encodable {
+    var status: String
+    var plans: [String]
+    var auto: Bool
+}
+
+/// A Boolean shared between the response writer and the generating thread.
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: Bool
+    init(_ value: Bool) { current = value }
+    var value: Bool { lock.withLock { current } }
+    func set(_ value: Bool) { lock.withLock { current = value } }
+}

@@ -1,0 +1,105 @@
+import Foundation
+
+/// Which plan answered, added to every response next to OpenAI's fields.
+public struct MoEKitInfo: Codable, Sendable, Equatable {
+    public var plan: String
+    /// True when the plan was chosen by routing signature (`--auto`), false when requested.
+    public var auto: Bool
+}
+
+public struct Usage: Codable, Sendable, Equatable {
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public var totalTokens: Int
+
+    enum CodingKeys: String, CodingKey {
+        case promptTokens = "prompt_tokens", completionTokens = "completion_tokens", totalTokens = "total_tokens"
+    }
+}
+
+/// `POST /v1/completions` (non-streaming) and, with `stream`, each server-sent chunk
+/// (`object: text_completion` in both, as OpenAI sends).
+public struct CompletionResponse: Codable, Sendable {
+    public struct Choice: Codable, Sendable {
+        public var index: Int
+        public var text: String
+        public var logprobs: String?
+        public var finishReason: String?
+
+        enum CodingKeys: String, CodingKey { case index, text, logprobs, finishReason = "finish_reason" }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(index, forKey: .index)
+            try c.encode(text, forKey: .text)
+            try c.encode(logprobs, forKey: .logprobs)
+            try c.encode(finishReason, forKey: .finishReason)
+        }
+    }
+    public var id: String
+    public var object = "text_completion"
+    public var created: Int
+    public var model: String
+    public var choices: [Choice]
+    public var usage: Usage?
+    public var moekit: MoEKitInfo
+}
+
+/// `POST /v1/chat/completions`: a whole answer, or (`object: chat.completion.chunk`) one
+/// streamed delta.
+public struct ChatCompletionResponse: Codable, Sendable {
+    public struct Message: Codable, Sendable {
+        public var role: String?
+        public var content: String?
+    }
+    public struct Choice: Codable, Sendable {
+        public var index: Int
+        public var message: Message?
+        public var delta: Message?
+        public var finishReason: String?
+
+        enum CodingKeys: String, CodingKey { case index, message, delta, finishReason = "finish_reason" }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(index, forKey: .index)
+            try c.encodeIfPresent(message, forKey: .message)
+            try c.encodeIfPresent(delta, forKey: .delta)
+            try c.encode(finishReason, forKey: .finishReason)
+        }
+    }
+    public var id: String
+    public var object: String
+    public var created: Int
+    public var model: String
+    public var choices: [Choice]
+    public var usage: Usage?
+    public var moekit: MoEKitInfo
+}
+
+/// `GET /v1/models`: every plan in the store, in OpenAI's list format; `served` says which
+/// ones this server answers for (the others are in the store but were not loaded).
+public struct ModelList: Codable, Sendable {
+    public struct Model: Codable, Sendable {
+        public var id: String
+        public var object = "model"
+        public var created: Int
+        public var ownedBy = "moekit"
+        public var served: Bool
+        /// Bytes of expert weights the plan keeps (from the plan document).
+        public var expertBytes: Int
+
+        enum CodingKeys: String, CodingKey { case id, object, created, served, ownedBy = "owned_by", expertBytes = "expert_bytes" }
+    }
+    public var object = "list"
+    public var data: [Model]
+}
+
+enum ResponseJSON {
+    static func encode(_ value: some Encodable) -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Every value here is plain strings and numbers, which always encode.
+        return (try? encoder.encode(value)) ?? Data()
+    }
+}

@@ -1,0 +1,125 @@
+import Compression
+import ExpertStore
+import Foundation
+import MoE
+import Routing
+
+/// PreMoe's task-adaptive expert retrieval (TAER, METHODS.md §3), choosing among stored plans.
+///
+/// **Signature.** A plan's routing signature is the TCESS vector of the model's first MoE
+/// layer taken from the profile the plan was built from (`recipe.profiles[0]`): for each
+/// expert j, TCESS_j = (1/T) Σ_x z_j(x)·1[j is x's top-1 expert] (k' = 1), z the raw router
+/// logits, over the profile's T calibration tokens. A prompt's signature is the same sum over
+/// the prompt's own tokens. Both are scaled to unit length before comparing, so a short
+/// prompt (whose logits sum over few tokens) is compared by the shape of its routing, not
+/// its size; the plan whose signature is nearest in Euclidean (L2) distance wins.
+///
+/// **Cost.** Only the layers up to the first MoE layer are loaded (embedding, attention,
+/// any dense layers before it, its router); the prompt runs through them and stops at that
+/// router. The first MoE layer's experts are never loaded: its observer stops the pass
+/// before their output is used, and `NoExperts` stands in for them.
+public final class PlanSelector: @unchecked Sendable {
+    public struct Signature: Sendable, Equatable {
+        public var plan: String
+        public var profile: String
+        /// Unit-length TCESS vector of the first MoE layer.
+        public var vector: [Double]
+    }
+
+    public struct Choice: Sendable, Equatable {
+        public var plan: String
+        /// Distance to every plan's signature, in the order of `signatures`.
+        public var distances: [Double]
+    }
+
+    public let signatures: [Signature]
+    public let layer: Int
+    private let runner: LayerwiseRunner
+    private let layers: [LayerwiseRunner.Layer]
+    /// Kept here rather than fetched per prompt (`LayerwiseRunner.embed` reads and verifies
+    /// the whole table from the store on every call).
+    private let embedding: Matrix
+
+    public init(store: ExpertStore, plans: [CompressionPlan]) throws {
+        let description = try store.modelDescription()
+        guard let first = description.moeLayerIndices.first else { throw ServeError.noMoELayer }
+        layer = first
+        var signatures = [Signature]()
+        for plan in plans {
+            guard let profileName = plan.recipe.profiles.first else { throw ServeError.noProfile(plan: plan.name) }
+            guard let profile = try store.profiles.get(RoutingProfile.self, named: profileName),
+                  profile.layers.indices.contains(first), let layerProfile = profile.layers[first] else {
+                throw ServeError.missingProfile(plan: plan.name, profile: profileName)
+            }
+            let total = Double(max(layerProfile.tokenCount, 1))
+            signatures.append(Signature(plan: plan.name, profile: profileName,
+                                        vector: Self.unit(layerProfile.experts.map { $0.topOneLogitSum / total })))
+        }
+        self.signatures = signatures
+        let tensors = try StoreTensorProvider(store: store)
+        let runner = LayerwiseRunner(description: description, tensors: tensors)
+        self.runner = runner
+        embedding = try tensors.matrix(description.names.embedding, shape: [description.vocabularySize, description.hiddenSize])
+        layers = try (0...first).map { try runner.layer($0) }
+    }
+
+    /// The prompt's unit-length TCESS vector at the first MoE layer.
+    public func signature(of tokens: [Int]) throws -> [Double] {
+        guard !tokens.isEmpty else { throw ModelError.emptyInput }
+        if let bad = tokens.first(where: { !(0..<embedding.rows).contains($0) }) {
+            throw ModelError.tokenOutOfRange(token: bad, vocabularySize: embedding.rows)
+        }
+        var hidden = embedding.gatherRows(tokens)
+        let observer = TCESSObserver(layer: layer)
+        do {
+            for decoderLayer in layers { try decoderLayer.run(&hidden, experts: NoExperts(width: runner.description.hiddenSize), observer: observer) }
+        } catch is TCESSObserver.Done {
+            // The observer ends the pass at the first MoE router, as intended.
+        }
+        guard let sums = observer.sums else { throw ServeError.noMoELayer }
+        return Self.unit(sums.map { $0 / Double(tokens.count) })
+    }
+
+    /// The plan whose signature is nearest to the prompt's.
+    public func choose(for tokens: [Int]) throws -> Choice {
+        let prompt = try signature(of: tokens)
+        let distances = signatures.map { signature in
+            zip(signature.vector, prompt).reduce(0.0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot()
+        }
+        let best = distances.indices.min { distances[$0] < distances[$1] }!
+        return Choice(plan: signatures[best].plan, distances: distances)
+    }
+
+    static func unit(_ v: [Double]) -> [Double] {
+        let norm = v.reduce(0.0) { $0 + $1 * $1 }.squareRoot()
+        return norm > 0 ? v.map { $0 / norm } : v
+    }
+}
+
+/// Sums the router logit of each token's top-1 expert per expert at one layer, then stops
+/// the forward pass by throwing `Done`.
+private final class TCESSObserver: RoutingObserver {
+    struct Done: Error {}
+    let layer: Int
+    var sums: [Double]?
+
+    init(layer: Int) { self.layer = layer }
+
+    func observe(_ o: MoELayerObservation) throws {
+        guard o.layer == layer else { return }
+        var sums = [Double](repeating: 0, count: o.expertCount)
+        for (t, decision) in o.decisions.enumerated() {
+            // Top-1 as the router ranks it (the same choice the profiler records).
+            if let top = decision.experts.first { sums[top] += Double(o.routerLogits[t * o.expertCount + top]) }
+        }
+        self.sums = sums
+        throw Done()
+    }
+}
+
+/// Zero outputs in place of the first MoE layer's experts: the pass stops at that layer's
+/// observation, before anything uses them, so loading the real ones would be wasted.
+private struct NoExperts: ExpertSource {
+    let width: Int
+    func expert(layer: Int, index: Int) throws -> any Expert { ConstantExpert(vector: [Float](repeating: 0, count: width)) }
+}

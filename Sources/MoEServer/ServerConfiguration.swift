@@ -1,0 +1,30 @@
+/// What `moekit serve` was asked to do.
+public struct ServerConfiguration: Sendable, Equatable {
+    /// Plans to serve, by name. With one plan and no `auto`, requests may omit `model`.
+    public var plans: [String]
+    /// Choose the plan per request by routing signature (PreMoe TAER) and load experts on
+    /// demand into a bounded cache, instead of loading every plan's experts at start.
+    public var auto: Bool
+    /// Loopback unless told otherwise: the server has no authentication.
+    public var host: String
+    /// 0 picks a free port (reported by `RunningServer.port`).
+    public var port: Int
+    /// Bound on resident expert bytes: the LRU cache size with `auto`, and a check that every
+    /// plan fits without it. nil: no bound.
+    public var maxExpertMemory: Int?
+    /// Requests computed at once; the rest wait in FIFO order.
+    public var maxConcurrency: Int
+    /// Larger request bodies get 413.
+    public var maxBodyBytes: Int
+
+    public init(plans: [String], auto: Bool = false, host: String = "127.0.0.1", port: Int = 8080,
+                maxExpertMemory: Int? = nil, maxConcurrency: Int = 2, maxBodyBytes: Int = 1 << 20) {
+        self.plans = plans
+        self.auto = auto
+        self.host = host
+        self.port = port
+        self.maxExpertMemory = maxExpertMemory
+        self.maxConcurrency = maxConcurrency
+        self.maxBodyBytes = maxBodyBytes
+    }
+}

@@ -1,0 +1,159 @@
+import Compression
+import ExpertStore
+import Foundation
+import MoE
+
+/// The model side of the server, free of HTTP: the store's tokenizer and chat template, one
+/// runnable model per served plan, and (with `auto`) the plan selector and expert cache.
+/// `prepare` and `generate` are synchronous CPU work; the server calls them on its
+/// `InferenceQueue`, never on an event loop.
+public final class ServingEngine: @unchecked Sendable {
+    /// One plan, ready to run.
+    public struct ServedPlan: Sendable {
+        public var plan: CompressionPlan
+        public var model: MoEModel
+        /// Experts loaded at start (fixed plans); nil for plans whose experts live in the cache.
+        public var eagerExperts: PlanExpertSource?
+    }
+
+    /// A request that passed every check, with its plan chosen and its prompt tokenized.
+    public struct Prepared: Sendable {
+        public var request: GenerationRequest
+        public var plan: String
+        public var auto: Bool
+        public var promptTokens: [Int]
+        public var maxTokens: Int
+    }
+
+    public struct Result: Sendable, Equatable {
+        public var text: String
+        public var tokens: [Int]
+        /// `stop` (end of sequence or a stop string) or `length` (max_tokens or the context).
+        public var finishReason: String
+    }
+
+    public let store: ExpertStore
+    public let tokenizer: Tokenizer
+    public let chatTemplate: ChatTemplate
+    public let description: ModelDescription
+    public let configuration: ServerConfiguration
+    public let plans: [String: ServedPlan]
+    public let selector: PlanSelector?
+    public let cache: ExpertCache?
+    /// Served plan names in the order given.
+    public let planNames: [String]
+
+    public init(store: ExpertStore, configuration: ServerConfiguration) throws {
+        guard !configuration.plans.isEmpty else { throw ServeError.noPlans }
+        self.store = store
+        self.configuration = configuration
+        description = try store.modelDescription()
+        guard let tokenizerData = try store.file("tokenizer.json") else { throw ServeError.noTokenizer(store: store.path) }
+        tokenizer = try Tokenizer(data: tokenizerData, file: "tokenizer.json in \(store.path)")
+        chatTemplate = ChatTemplate(tokenizerConfig: try store.file("tokenizer_config.json"))
+        var names = [String]()
+        for name in configuration.plans where !names.contains(name) { names.append(name) }
+        planNames = names
+        let documents = try names.map { try PlanLoader.plan(named: $0, in: store) }
+
+        var plans = [String: ServedPlan]()
+        if configuration.auto {
+            // Nothing is loaded up front: each plan's experts come through the shared cache.
+            let cache = ExpertCache(limitBytes: configuration.maxExpertMemory)
+            let loader = try StoreExpertLoader(store: store)
+            for plan in documents {
+                let experts = CachedPlanExpertSource(plan: plan, cache: cache, loader: loader)
+                let model = try MoEModel(description: description, tensors: StoreTensorProvider(store: store),
+                                         experts: experts, expertMaps: plan.expertMaps)
+                plans[plan.name] = ServedPlan(plan: plan, model: model, eagerExperts: nil)
+            }
+            self.cache = cache
+            selector = try PlanSelector(store: store, plans: documents)
+        } else {
+            for plan in documents {
+                if let limit = configuration.maxExpertMemory, plan.expectedExpertBytes > limit {
+                    throw ServeError.planTooLarge(plan: plan.name, bytes: plan.expectedExpertBytes, limit: limit)
+                }
+                let (model, experts) = try PlanLoader.model(plan: plan, store: store)
+                plans[plan.name] = ServedPlan(plan: plan, model: model, eagerExperts: experts)
+            }
+            cache = nil
+            selector = nil
+        }
+        self.plans = plans
+    }
+
+    /// Bytes of expert weights held now: the fixed plans' experts, or the cache's.
+    public var residentExpertBytes: Int {
+        if let cache { return cache.statistics.residentBytes }
+        return plans.values.reduce(0) { $0 + ($1.eagerExperts?.residentBytes ?? 0) }
+    }
+
+    /// Tokenizes, picks the plan and checks the request against the context.
+    /// - Throws: `APIError` 404 for a plan not served here, 422 for a prompt that leaves no
+    ///   room in the context, 400 for an empty prompt.
+    public func prepare(_ request: GenerationRequest, defaultMaxTokens: Int?) throws -> Prepared {
+        let tokens = tokenizer.encode(request.prompt)
+        guard !tokens.isEmpty else { throw APIError.invalidParameter("prompt", "the prompt encodes to no tokens") }
+        let limit = description.maxPositionEmbeddings
+        guard tokens.count < limit else { throw APIError.contextOverflow(promptTokens: tokens.count, limit: limit) }
+        let (plan, auto) = try resolvePlan(request.model, tokens: tokens)
+        let room = limit - tokens.count
+        let maxTokens = min(request.maxTokens ?? defaultMaxTokens ?? room, room)
+        return Prepared(request: request, plan: plan, auto: auto, promptTokens: tokens, maxTokens: maxTokens)
+    }
+
+    /// Which served plan answers: the one named, the only one, or (with `auto`, for `auto` or
+    /// no model) the one whose routing signature is nearest the prompt's.
+    func resolvePlan(_ requested: String?, tokens: [Int]) throws -> (String, Bool) {
+        if let requested, requested != "auto" {
+            guard plans[requested] != nil else { throw APIError.modelNotFound(requested, served: servedModelNames) }
+            return (requested, false)
+        }
+        if let selector { return (try selector.choose(for: tokens).plan, true) }
+        if let requested { throw APIError.modelNotFound(requested, served: servedModelNames) }
+        guard planNames.count == 1 else {
+            throw APIError.invalidParameter("model", "model is required: this server serves \(planNames.joined(separator: ", "))")
+        }
+        return (planNames[0], false)
+    }
+
+    /// What a request's `model` may name.
+    public var servedModelNames: [String] { (selector == nil ? [] : ["auto"]) + planNames }
+
+    /// Generates the answer, passing each piece of text to `onText` as soon as it is final
+    /// (stop strings are held back until they are ruled out). `onText` returning false stops
+    /// generation (the client went away). Greedy decoding matches `Generator` token for token.
+    public func generate(_ prepared: Prepared, onText: (String) -> Bool = { _ in true }) throws -> Result {
+        let served = plans[prepared.plan]!
+        var stops = prepared.request.stop
+        if let endOfTurn = prepared.request.endOfTurn { stops.append(endOfTurn) }
+        var filter = StopSequenceFilter(stops: stops)
+        var detokenizer = StreamingDetokenizer(tokenizer: tokenizer)
+        var text = ""
+        var listening = true
+        var stopTokens = Set(description.eosTokenIDs)
+        if let endOfTurn = prepared.request.endOfTurn, let id = tokenizer.tokenID(endOfTurn) { stopTokens.insert(id) }
+        let tokens = try Generator(model: served.model).generate(
+            prompt: prepared.promptTokens, maxTokens: prepared.maxTokens, sampling: prepared.request.sampling, stopTokens: stopTokens
+        ) { token in
+            let piece = filter.append(detokenizer.append(token))
+            if !piece.isEmpty {
+                text += piece
+                listening = onText(piece)
+            }
+            return listening && !filter.stopped
+        }
+        if !filter.stopped {
+            let rest = filter.append(detokenizer.flush()) + filter.flush()
+            if !rest.isEmpty {
+                text += rest
+                _ = onText(rest)
+            }
+        }
+        // `length` when the token budget ran out without a stop token or string.
+        // (Stop tokens are never emitted, so a full budget means none was produced.)
+        let hitLimit = !filter.stopped && tokens.count == prepared.maxTokens
+        return Result(text: text, tokens: tokens, finishReason: hitLimit ? "length" : "stop")
+    }
+}

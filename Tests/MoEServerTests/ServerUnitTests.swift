@@ -1,0 +1,89 @@
+import Foundation
+import MoE
+@testable import MoEServer
+import XCTest
+
+/// The server's parts that need no model: request checks, stop strings, the LRU cache, templates.
+final class ServerUnitTests: XCTestCase {
+    func testStopStringsCutTheTextEvenWhenSplitAcrossPieces() {
+        var filter = StopSequenceFilter(stops: ["\n\n", "END"])
+        XCTAssertEqual(filter.append("hello E"), "hello ")  // "E" may begin "END": held back
+        XCTAssertEqual(filter.append("N"), "")
+        XCTAssertEqual(filter.append("x world"), "ENx world")
+        XCTAssertEqual(filter.append("\n"), "")
+        XCTAssertEqual(filter.append("\nmore"), "")
+        XCTAssertTrue(filter.stopped)
+        XCTAssertEqual(filter.flush(), "")
+
+        var open = StopSequenceFilter(stops: ["STOP"])
+        XCTAssertEqual(open.append("abc ST"), "abc ")
+        XCTAssertEqual(open.flush(), "ST")
+    }
+
+    func testCacheEvictsTheLeastRecentlyUsedExpert() throws {
+        let cache = ExpertCache(limitBytes: 3 * 16)  // three experts of four floats
+        func key(_ e: Int) -> ExpertCache.Key { ExpertCache.Key(layer: 0, expert: e, variant: 0) }
+        func load(_ e: Int) throws -> any Expert { try cache.expert(key(e)) { ConstantExpert(vector: [Float](repeating: Float(e), count: 4)) } }
+        for e in 0..<3 { _ = try load(e) }
+        _ = try load(0)            // 0 is now the most recent; 1 the least
+        _ = try load(3)            // evicts 1
+        XCTAssertTrue(cache.contains(key(0)))
+        XCTAssertFalse(cache.contains(key(1)))
+        XCTAssertTrue(cache.contains(key(2)))
+        XCTAssertTrue(cache.contains(key(3)))
+        let stats = cache.statistics
+        XCTAssertEqual(stats.hits, 1)
+        XCTAssertEqual(stats.misses, 4)
+        XCTAssertEqual(stats.evictions, 1)
+        XCTAssertEqual(stats.residentBytes, 48)
+        XCTAssertEqual((try load(3) as? ConstantExpert)?.vector, [3, 3, 3, 3])
+    }
+
+    func testRequestChecks() throws {
+        let ok = try GenerationRequest.completion(json: Data(#"{"model": "p", "prompt": ["hi"], "max_tokens": 3, "temperature": 0.7, "top_p": 0.9, "seed": 5, "stop": "x", "user": "ignored"}"#.utf8))
+        XCTAssertEqual(ok.model, "p")
+        XCTAssertEqual(ok.prompt, "hi")
+        XCTAssertEqual(ok.maxTokens, 3)
+        XCTAssertEqual(ok.sampling, SamplingParameters(temperature: 0.7, topP: 0.9, seed: 5))
+        XCTAssertEqual(ok.stop, ["x"])
+        XCTAssertFalse(ok.stream)
+
+        func failure(_ json: String) -> APIError? {
+            do { _ = try GenerationRequest.completion(json: Data(json.utf8)); return nil } catch { return error as? APIError }
+        }
+        XCTAssertEqual(failure(#"{"prompt": "x", "top_p": 0}"#)?.param, "top_p")
+        XCTAssertEqual(failure(#"{"prompt": "x", "temperature": 2.5}"#)?.param, "temperature")
+        XCTAssertEqual(failure(#"{"prompt": "x", "seed": -1}"#)?.param, "seed")
+        XCTAssertEqual(failure(#"{"prompt": "x", "n": 2}"#)?.param, "n")
+        XCTAssertEqual(failure(#"{"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}"#)?.param, "stop")
+        XCTAssertEqual(failure(#"{"prompt": ""}"#)?.param, "prompt")
+        XCTAssertEqual(failure(#"{"max_tokens": 2}"#)?.param, "prompt")
+        XCTAssertEqual(failure(#"{"prompt": ["a", "b"]}"#)?.param, "prompt")
+        XCTAssertEqual(failure(#"{"prompt": "x""#)?.code, "invalid_json")
+        XCTAssertEqual(failure(#"{"prompt": "x", "max_tokens": -4}"#)?.status.code, 400)
+
+        let chat = try GenerationRequest.chat(json: Data(#"{"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}"#.utf8), template: .chatML)
+        XCTAssertEqual(chat.prompt, "<|im_start|>user\nab<|im_end|>\n<|im_start|>assistant\n")
+        XCTAssertEqual(chat.endOfTurn, "<|im_end|>")
+        XCTAssertThrowsError(try GenerationRequest.chat(json: Data(#"{"messages": [{"role": "wizard", "content": "a"}]}"#.utf8), template: .plain)) {
+            XCTAssertEqual(($0 as? APIError)?.param, "messages[0].role")
+        }
+    }
+
+    func testErrorBodyHasOpenAIShapeWithNulls() throws {
+        let body = APIError.malformedJSON("unexpected end").body
+        let error = try XCTUnwrap((try JSONSerialization.jsonObject(with: body) as? [String: Any])?["error"] as? [String: Any])
+        XCTAssertEqual(error["type"] as? String, "invalid_request_error")
+        XCTAssertEqual(error["code"] as? String, "invalid_json")
+        XCTAssertTrue(error["param"] is NSNull)
+        XCTAssertEqual(error["message"] as? String, "the request body is not valid JSON for this endpoint: unexpected end")
+    }
+
+    func testChatTemplateDetection() {
+        let chatML = Data(#"{"chat_template": "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' }}{% endfor %}"}"#.utf8)
+        XCTAssertEqual(ChatTemplate(tokenizerConfig: chatML), .chatML)
+        XCTAssertEqual(ChatTemplate(tokenizerConfig: Data(#"{"chat_template": "[INST] {{ m }} [/INST]"}"#.utf8)), .plain)
+        XCTAssertEqual(ChatTemplate(tokenizerConfig: nil), .plain)
+        XCTAssertEqual(ChatTemplate.plain.render([ChatMessage(role: "user", content: "hi")]), "user: hi\nassistant:")
+    }
+}
