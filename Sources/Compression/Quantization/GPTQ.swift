@@ -3,7 +3,8 @@ import MoE
 
 /// Why GPTQ fell back to round-to-nearest for a matrix.
 public enum GPTQFallbackReason: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The damped Hessian (or its inverse) has no Cholesky factor: the factorisation failed at this column.
+    /// The damped Hessian has no Cholesky factor: the factorisation, which runs from the last
+    /// column to the first, broke down at this column.
     case hessianNotPositiveDefinite(column: Int)
     /// The Hessian holds NaN or infinity.
     case nonFiniteHessian

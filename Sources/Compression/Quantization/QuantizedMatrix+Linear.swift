@@ -23,7 +23,7 @@ extension QuantizedMatrix {
         precondition(maximumBlockRows > 0)
         precondition(x.columns == columns, "linear: input has \(x.columns) features, weight expects \(columns)")
         var out = Matrix(zeros: x.rows, rows)
-        guard x.rows > 0, rows > 0 else { return out }
+        guard x.rows > 0, rows > 0, columns > 0 else { return out }
         if x.rows == 1 {
             out.values = gemv(x.values)
             return out
