@@ -1,4 +1,5 @@
 import ArgumentParser
+import Compression
 import ExpertStore
 import Foundation
 import MoE
@@ -13,8 +14,12 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "An expert store made by `moekit import`, used instead of --model (opened read-only).")
     var store: String?
 
+    @Option(name: .long, help: "With --store: run this stored plan (only its experts are loaded) instead of the full model.")
+    var plan: String?
+
     func validate() throws {
         if model != nil && store != nil { throw ValidationError("pass either --model DIR or --store PATH, not both") }
+        if plan != nil && store == nil { throw ValidationError("--plan needs --store: plans live in an expert store") }
     }
 
     /// The store named by `--store`, opened read-only; nil without `--store`.
@@ -30,7 +35,10 @@ struct ModelOptions: ParsableArguments {
     }
 
     func loadModel() throws -> MoEModel {
-        if let store = try openStore() { return try store.loadModel() }
+        if let store = try openStore() {
+            if let plan, plan != "full" { return try PlanLoader.model(plan: PlanLoader.plan(named: plan, in: store), store: store).model }
+            return try store.loadModel()
+        }
         return try MoEModel(directory: modelDirectory())
     }
 

@@ -110,15 +110,22 @@ public struct PlanExporter {
     /// `config.json` with the routed expert count changed under whichever key the file uses.
     /// DeepSeek's group-limited routing needs the count to split into `n_group` groups; when
     /// it no longer does, groups are switched off (as PreMoe does for its slimmed models).
+    /// Only those values are rewritten in the original text: re-encoding the whole file would
+    /// turn floats such as `0.0` into integers, which transformers' strict configs reject.
     static func config(_ data: Data, expertCount: Int, description: ModelDescription) throws -> Data {
-        guard var json = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        var text = String(decoding: data, as: UTF8.self)
+        guard let json = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw CheckpointError.malformedConfig(file: "config.json", reason: "not a JSON object")
         }
-        for key in ["num_experts", "num_local_experts", "n_routed_experts"] where json[key] != nil { json[key] = expertCount }
-        if let groups = json["n_group"] as? Int, groups > 1, expertCount % groups != 0 || expertCount / groups < 2 {
-            json["n_group"] = 1
-            json["topk_group"] = 1
+        func set(_ key: String, _ value: Int) {
+            guard let range = text.range(of: "\"\(key)\"\\s*:\\s*[0-9]+", options: .regularExpression) else { return }
+            text.replaceSubrange(range, with: "\"\(key)\": \(value)")
         }
-        return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+        for key in ["num_experts", "num_local_experts", "n_routed_experts"] where json[key] != nil { set(key, expertCount) }
+        if let groups = json["n_group"] as? Int, groups > 1, expertCount % groups != 0 || expertCount / groups < 2 {
+            set("n_group", 1)
+            set("topk_group", 1)
+        }
+        return Data(text.utf8)
     }
 }
