@@ -53,15 +53,22 @@ func run() throws {
     }
     if sink.isNaN { print("") }
 
-    // Batched path (dequantize a block of rows, then sgemm) against f32 sgemm, 32 tokens.
+    // Batched path (dequantize a block of rows, then sgemm) against f32 sgemm, 32 tokens,
+    // interleaved in rounds like the gemv.
     let tokens = 32
     let batch = Matrix(rows: tokens, columns: n, values: (0..<(tokens * n)).map { _ in Float.random(in: -1...1, using: &generator) })
-    let sgemm = best(5) { _ = LinearAlgebra.linear(batch, weight) }
-    print(String(format: "\nlinear, %d tokens: f32 sgemm %.2f ms", tokens, sgemm * 1e3))
-    for bits in [8, 4] {
+    var batched: [(name: String, body: () -> Void)] = [("f32 sgemm", { _ = LinearAlgebra.linear(batch, weight) })]
+    for bits in [8, 4, 3] {
         let q = try QuantizedMatrix(quantizing: weight, format: QuantizationFormat(bits: bits, groupSize: 128))
-        let t = best(5) { _ = q.linear(batch) }
-        print(String(format: "linear, %d tokens: %d-bit g128 %.2f ms (%.2fx f32)", tokens, bits, t * 1e3, sgemm / t))
+        batched.append(("\(bits)-bit g128", { _ = q.linear(batch) }))
+    }
+    var batchTimes = [Double](repeating: .infinity, count: batched.count)
+    for _ in 0..<4 {
+        for (i, contender) in batched.enumerated() { batchTimes[i] = min(batchTimes[i], best(3, contender.body)) }
+    }
+    print("\nlinear, \(tokens) tokens x \(n)x\(n):")
+    for (contender, time) in zip(batched, batchTimes) {
+        print(String(format: "  %-10@ %7.2f ms  %5.2fx f32", contender.name as NSString, time * 1e3, batchTimes[0] / time))
     }
 
     // GPTQ on one Qwen3-30B-A3B-sized projection (gate/up: 768 x 2048) with 2048 calibration tokens.

@@ -75,7 +75,7 @@ public enum BitAllocation {
     }
 
     /// Largest table (items × cost units × requirement masks) the solver builds.
-    public static let maximumCells = 1 << 26
+    public static let maximumCells = 1 << 24
 
     /// The choice of one option per item with the smallest total error whose total cost is at
     /// most `budget` and that meets every requirement. Ties go to the smaller total cost (in

@@ -24,7 +24,7 @@ final class QuantizedMatrixTests: XCTestCase {
             let maximumCode = Float((1 << bits) - 1)
             for r in 0..<w.rows {
                 for g in 0..<q.groupsPerRow {
-                    let scale = q.scale(row: g == 0 ? r : r, group: g), minimum = q.minimum(row: r, group: g)
+                    let scale = q.scale(row: r, group: g), minimum = q.minimum(row: r, group: g)
                     let columns = (g * groupSize)..<((g + 1) * groupSize)
                     let low = columns.map { w[r, $0] }.min()!, high = columns.map { w[r, $0] }.max()!
                     let epsilon = 1e-6 * (abs(minimum) + scale * maximumCode)

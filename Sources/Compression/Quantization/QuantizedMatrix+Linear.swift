@@ -7,7 +7,8 @@ extension QuantizedMatrix {
     /// Dequantized rows per block of the batched path are capped at this many floats (4 MiB),
     /// so a large matrix is never expanded to f32 all at once, while each sgemm call still has
     /// enough output columns to amortise OpenBLAS re-packing the activations on every call
-    /// (with 1 MiB blocks a 32-token 4096x4096 product was about 30% slower).
+    /// (quant-bench: 1 MiB blocks were slower on a 32-token 4096x4096 product, though the
+    /// shared machine made the size of the difference uncertain).
     static let scratchFloats = 1 << 20
 
     /// `x · Wᵀ` for activations `x` `[n, columns]`: the linear layer, `[n, rows]`.
