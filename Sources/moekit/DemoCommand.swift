@@ -104,9 +104,7 @@ struct DemoCommand: ParsableCommand {
         }
         progress.finish()
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(results), as: UTF8.self))
+            print(try Output.json(results))
         } else {
             print("4. evaluation against the full model (\(evalTokens) held-out tokens per domain):")
             print(EvalCommand.table(results))

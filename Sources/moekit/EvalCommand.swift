@@ -61,13 +61,7 @@ struct EvalCommand: ParsableCommand {
         progress.finish()
         // The full model's experts are loaded lazily; by now every one it uses is resident.
         for i in results.indices where results[i].plan == "full" { results[i].expertBytes = referenceExperts.residentBytes }
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(results), as: UTF8.self))
-        } else {
-            print(Self.table(results))
-        }
+        try Output.print(results, json: json, text: Self.table(results))
     }
 
     static func table(_ results: [EvaluationResult]) -> String {

@@ -24,12 +24,6 @@ struct ExportCommand: ParsableCommand {
         let target = URL(fileURLWithPath: out)
         let summary = try plan.map { try PlanExporter(store: opened).export(plan: PlanLoader.plan(named: $0, in: opened), to: target) }
             ?? StoreExporter(store: opened).export(to: target)
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
-        } else {
-            print("\(out): wrote \(summary.files.joined(separator: ", ")) (\(summary.tensors) tensors, \(summary.tensorBytes.formatted()) bytes)")
-        }
+        try Output.print(summary, json: json, text: "\(out): wrote \(summary.files.joined(separator: ", ")) (\(summary.tensors) tensors, \(summary.tensorBytes.formatted()) bytes)")
     }
 }

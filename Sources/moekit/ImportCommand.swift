@@ -52,9 +52,7 @@ struct ImportCommand: ParsableCommand {
         }
         progress.finish()
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+            print(try Output.json(summary))
             return
         }
         switch summary.outcome {

@@ -22,13 +22,7 @@ struct InspectCommand: ParsableCommand {
                                                          file: directory.appendingPathComponent("config.json").path)
             summary = ModelSummary(description: description, storedBytes: checkpoint.storedBytes)
         }
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
-        } else {
-            print(summary.text)
-        }
+        try Output.print(summary, json: json, text: summary.text)
     }
 }
 

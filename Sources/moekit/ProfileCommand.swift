@@ -57,13 +57,7 @@ struct ProfileCommand: ParsableCommand {
             try CriteriaExport(name: name, profile: profile).write(to: URL(fileURLWithPath: export))
         }
         let summary = ProfileSummary(name: name, profile: profile, seconds: seconds)
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
-        } else {
-            print(summary.text)
-        }
+        try Output.print(summary, json: json, text: summary.text)
     }
 }
 
@@ -142,9 +136,7 @@ struct CriteriaExport: Encodable {
     }
 
     func write(to url: URL) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(self).write(to: url)
+        try Data(Output.json(self).utf8).write(to: url)
     }
 }
 

@@ -85,13 +85,7 @@ struct SlimCommand: ParsableCommand {
         try slimmer.commit(result)
         progress.finish()
         let summary = PlanSummary(result: result)
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
-        } else {
-            print(summary.text)
-        }
+        try Output.print(summary, json: json, text: summary.text)
     }
 }
 
