@@ -183,7 +183,7 @@ func main() throws {
         let measured = try serverMemory(arguments, store: storeURL, plan: plan)
         let base = reference ?? measured
         reference = base
-        print(String(format: "%-7@  %21d  %10.1f  %13.3f  %11.3f", plan as NSString, measured.experts,
+        print(plan.padding(toLength: 7, withPad: " ", startingAt: 0) + String(format: "  %21d  %10.1f  %13.3f  %11.3f", measured.experts,
                      Double(measured.rss) / 1_048_576, Double(measured.experts) / Double(base.experts), Double(measured.rss) / Double(base.rss)))
     }
 
@@ -196,7 +196,7 @@ func main() throws {
     for (label, plan) in [("original (BF16 -> f32)", "full"), ("8-bit", "int8"), ("4-bit", "int4")] {
         let (speed, bytes) = try decodeSpeed(store: store, plan: plan, tokens: arguments.tokens, prompt: prompt)
         let bound = bandwidth / Double(bytes)
-        print(String(format: "%-24@  %16d  %9.1f  %15.1f  %17.3f", label as NSString, bytes, speed, bound, speed / bound))
+        print(label.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: "  %16d  %9.1f  %15.1f  %17.3f", bytes, speed, bound, speed / bound))
     }
 }
 

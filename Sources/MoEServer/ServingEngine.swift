@@ -70,12 +70,16 @@ public final class ServingEngine: @unchecked Sendable {
             self.cache = cache
             selector = try PlanSelector(store: store, plans: documents)
         } else {
+            var resident = 0
             for plan in documents {
-                if let limit = configuration.maxExpertMemory, plan.expectedExpertBytes > limit {
-                    throw ServeError.planTooLarge(plan: plan.name, bytes: plan.expectedExpertBytes, limit: limit)
-                }
                 let (model, experts) = try PlanLoader.model(plan: plan, store: store)
                 plans[plan.name] = ServedPlan(plan: plan, model: model, eagerExperts: experts)
+                // Checked on what was actually loaded: originals are widened to f32 in memory,
+                // so the plan's stored size (`expectedExpertBytes`) can be half of it.
+                resident += experts.residentBytes
+                if let limit = configuration.maxExpertMemory, resident > limit {
+                    throw ServeError.tooLarge(plans: documents.prefix { $0.name != plan.name }.map(\.name) + [plan.name], bytes: resident, limit: limit)
+                }
             }
             cache = nil
             selector = nil

@@ -179,4 +179,15 @@ final class ServerHTTPTests: XCTestCase {
         XCTAssertTrue(text.contains("# TYPE moekit_request_duration_seconds histogram\n"), text)
         await running.stop()
     }
+
+    func testMemoryBoundRefusesFixedPlansThatDoNotFit() throws {
+        let fixture = try ServeFixture.shared()
+        let fits = try ServingEngine(store: fixture.store, configuration: ServerConfiguration(plans: ["python-50"]))
+        let needed = fits.residentExpertBytes
+        XCTAssertThrowsError(try ServingEngine(store: fixture.store, configuration: ServerConfiguration(plans: ["python-50"], maxExpertMemory: needed - 1))) {
+            XCTAssertEqual($0 as? ServeError, .tooLarge(plans: ["python-50"], bytes: needed, limit: needed - 1))
+        }
+        XCTAssertNoThrow(try ServingEngine(store: fixture.store, configuration: ServerConfiguration(plans: ["python-50"], maxExpertMemory: needed)))
+        XCTAssertThrowsError(try ServingEngine(store: fixture.store, configuration: ServerConfiguration(plans: ["no-such-plan"])))
+    }
 }
