@@ -145,6 +145,18 @@ func readBandwidth() -> Double {
     return Double(count * 4) / best
 }
 
+/// Size of the largest CPU cache (Linux sysfs), if known.
+func lastLevelCacheBytes() -> Int? {
+    let root = "/sys/devices/system/cpu/cpu0/cache"
+    let sizes = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).compactMap { index -> Int? in
+        guard let text = try? String(contentsOfFile: "\(root)/\(index)/size", encoding: .utf8) else { return nil }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let scale = trimmed.hasSuffix("K") ? 1024 : trimmed.hasSuffix("M") ? 1 << 20 : 1
+        return Int(trimmed.trimmingCharacters(in: CharacterSet.decimalDigits.inverted)).map { $0 * scale }
+    }
+    return sizes.max()
+}
+
 func decodeSpeed(store: ExpertStore, plan name: String, tokens: Int, prompt: [Int]) throws -> (tokensPerSecond: Double, bytesPerToken: Int) {
     let plan = try PlanLoader.plan(named: name, in: store)
     let (model, experts) = try PlanLoader.model(plan: plan, store: store)
@@ -192,6 +204,8 @@ func main() throws {
     print(String(format: "measured read bandwidth: %.2f GB/s (sasum over 256 MB, best of 5)", bandwidth / 1e9))
     let tokenizer = try Tokenizer(data: store.file("tokenizer.json")!)
     let prompt = Array(tokenizer.encode("import os\nimport sys\n\ndef main(argv):\n    parser = argparse.ArgumentParser(description='tool')\n    ").prefix(32))
+    let lastLevelCache = lastLevelCacheBytes()
+    print("last-level cache: \(lastLevelCache.map { "\($0 >> 20) MiB" } ?? "unknown"); where a plan's bytes per token fit in it, weights are re-read from cache, not DRAM, and the DRAM bound does not bind")
     print("plan                      bytes read/token   tokens/s   bound tokens/s   fraction of bound")
     for (label, plan) in [("original (BF16 -> f32)", "full"), ("8-bit", "int8"), ("4-bit", "int4")] {
         let (speed, bytes) = try decodeSpeed(store: store, plan: plan, tokens: arguments.tokens, prompt: prompt)
