@@ -15,26 +15,32 @@ import Routing
 //    and 4-bit plans, next to the memory-bandwidth bound: read bandwidth (measured here over
 //    256 MB) divided by the bytes of weights one decode step reads.
 //
-// Usage: serve-bench [--model DIR] [--moekit PATH] [--tokens N]
-// The store is built in a temporary folder from the model (default: models/moekit-tiny).
+// Usage: serve-bench [--model DIR] [--calib DIR] [--moekit PATH] [--tokens N], from the
+// repository root. The store is built in a temporary folder from the model (default:
+// models/moekit-tiny, profiled on calib/python); --moekit defaults to the moekit built next
+// to this executable.
 
 struct Arguments {
     var model: URL
     var moekit: URL
+    var calib: URL
     var tokens = 64
 
     init() {
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         moekit = executable.deletingLastPathComponent().appendingPathComponent("moekit")
-        model = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("models/moekit-tiny")
+        let here = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        model = here.appendingPathComponent("models/moekit-tiny")
+        calib = here.appendingPathComponent("calib")
         var rest = CommandLine.arguments.dropFirst()
         while let flag = rest.popFirst() {
             guard let value = rest.popFirst() else { fatalError("\(flag) needs a value") }
             switch flag {
             case "--model": model = URL(fileURLWithPath: value)
             case "--moekit": moekit = URL(fileURLWithPath: value)
+            case "--calib": calib = URL(fileURLWithPath: value)
             case "--tokens": tokens = Int(value)!
-            default: fatalError("unknown option \(flag); use --model DIR, --moekit PATH, --tokens N")
+            default: fatalError("unknown option \(flag); use --model DIR, --calib DIR, --moekit PATH, --tokens N")
             }
         }
     }
@@ -52,8 +58,7 @@ func buildStore(_ arguments: Arguments, at url: URL) throws -> ExpertStore {
     _ = try StoreImporter(checkpoint: arguments.model, store: url).run()
     let store = try ExpertStore(url: url, readOnly: false)
     let tokenizer = try Tokenizer(data: store.file("tokenizer.json")!)
-    let calib = arguments.model.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("calib/python")
-    let data = try CalibrationData(contentsOf: calib)
+    let data = try CalibrationData(contentsOf: arguments.calib.appendingPathComponent("python"))
     let sequences = data.texts.prefix(16).map { Array(tokenizer.encode($0).prefix(256)) }.filter { $0.count >= 2 }
     let profile = try CalibrationProfiler(fingerprint: store.fingerprint() ?? "", source: data.file).profile(model: store.loadModel(), sequences: sequences)
     try store.profiles.put(profile, named: "python")
