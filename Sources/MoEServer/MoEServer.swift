@@ -106,7 +106,8 @@ public final class MoEServer: Sendable {
         let listening = Flag(true)
         sink.onTermination = { _ in listening.set(false) }
         let engine = self.engine
-        let prepared: ServingEngine.Prepared = try await withCheckedThrowingContinuation { start in
+        // Resumed once the request is prepared (or has failed its checks).
+        try await withCheckedThrowingContinuation { (start: CheckedContinuation<Void, any Error>) in
             queue.submit {
                 defer { sink.finish() }
                 let prepared: ServingEngine.Prepared
@@ -116,7 +117,7 @@ public final class MoEServer: Sendable {
                     start.resume(throwing: error)
                     return
                 }
-                start.resume(returning: prepared)
+                start.resume()
                 sink.yield(Self.event(format.opening(prepared)))
                 do {
                     let result = try Self.translatingErrors {
@@ -127,15 +128,16 @@ public final class MoEServer: Sendable {
                     }
                     self.record(prepared, result)
                     sink.yield(Self.event(format.closing(prepared, result)))
-                } catch let error as APIError {
-                    sink.yield(ByteBuffer(string: "data: "))
-                    sink.yield(ByteBuffer(bytes: error.body))
-                    sink.yield(ByteBuffer(string: "\n\n"))
-                } catch {}
+                } catch {
+                    // The status line has gone out already: report the failure as an event.
+                    var buffer = ByteBuffer(string: "data: ")
+                    buffer.writeBytes((error as? APIError ?? .internalFailure(error)).body)
+                    buffer.writeString("\n\n")
+                    sink.yield(buffer)
+                }
                 sink.yield(ByteBuffer(string: "data: [DONE]\n\n"))
             }
         }
-        _ = prepared
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                         body: ResponseBody(asyncSequence: events))
     }
