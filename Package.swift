@@ -15,6 +15,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
+        // Hummingbird's own lifecycle package, named to stop in-process servers gracefully.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
     ],
     targets: [
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
@@ -24,7 +26,8 @@ let package = Package(
         .target(name: "MoE", dependencies: ["Routing", "CBLAS", "CKernels"]),
         .target(name: "ExpertStore", dependencies: ["MoE", "Routing", "CLMDB", "CBLAS", "CKernels"]),
         .target(name: "Compression", dependencies: ["MoE", "Routing", "ExpertStore", "CBLAS", "CKernels"]),
-        .target(name: "MoEServer", dependencies: ["MoE", "Routing", "ExpertStore", "Compression", "CKernels", .product(name: "Hummingbird", package: "hummingbird")]),
+        .target(name: "MoEServer", dependencies: ["MoE", "Routing", "ExpertStore", "Compression", "CKernels", .product(name: "Hummingbird", package: "hummingbird"),
+                                              .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .executableTarget(
             name: "moekit",
             dependencies: ["MoE", "Routing", "ExpertStore", "Compression", "MoEServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]

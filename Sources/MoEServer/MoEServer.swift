@@ -1,6 +1,7 @@
 import Compression
 import Foundation
 import Hummingbird
+import ServiceLifecycle
 
 /// The OpenAI-compatible HTTP server over a `ServingEngine`:
 ///
@@ -41,11 +42,12 @@ public final class MoEServer: Sendable {
             announce.yield(port)
             announce.finish()
         }
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [app], logger: app.logger))
         let task = Task {
             defer { announce.finish() }
-            try await app.run()
+            try await group.run()
         }
-        for await port in ports { return RunningServer(port: port, task: task) }
+        for await port in ports { return RunningServer(port: port, task: task, group: group) }
         // The stream ended without a port: the server failed to start; report why.
         try await task.value
         throw CancellationError()
@@ -182,15 +184,18 @@ public final class MoEServer: Sendable {
 public final class RunningServer: Sendable {
     public let port: Int
     private let task: Task<Void, any Error>
+    private let group: ServiceGroup
 
-    init(port: Int, task: Task<Void, any Error>) {
+    init(port: Int, task: Task<Void, any Error>, group: ServiceGroup) {
         self.port = port
         self.task = task
+        self.group = group
     }
 
-    /// Stops accepting connections and waits for the server to end.
+    /// Stops accepting connections, lets the requests in flight finish, and waits for the
+    /// server to end.
     public func stop() async {
-        task.cancel()
+        await group.triggerGracefulShutdown()
         _ = try? await task.value
     }
 }
