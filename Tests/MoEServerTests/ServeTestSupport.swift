@@ -39,6 +39,8 @@ final class ServeFixture: @unchecked Sendable {
         if let built { return built }
         let made = try ServeFixture()
         built = made
+        // Shared by every test class, so removed when the test process ends.
+        atexit { if let built = ServeFixture.built { try? FileManager.default.removeItem(at: built.directory) } }
         return made
     }
 
