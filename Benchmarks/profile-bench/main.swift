@@ -56,14 +56,18 @@ switch mode {
 case "overhead":
     let model = try store.loadModel()
     for ids in sequences { _ = try model.logits(ids) }       // warm up: load every expert the sequences touch
-    let plain = try seconds { for ids in sequences { _ = try model.logits(ids) } }
-    let profiled = try seconds { _ = try profiler.profile(model: model, sequences: sequences) }
     var sparse = profiler
     sparse.denseSampleStride = 0
-    let withoutDense = try seconds { _ = try sparse.profile(model: model, sequences: sequences) }
-    print(String(format: "forward alone:                    %8.0f tokens/s", tokens / plain))
-    print(String(format: "forward + profiler (dense 1/16):  %8.0f tokens/s  (%.2fx of plain)", tokens / profiled, plain / profiled))
-    print(String(format: "forward + profiler (no dense):    %8.0f tokens/s  (%.2fx of plain)", tokens / withoutDense, plain / withoutDense))
+    // Interleaved rounds, best of each: the machines here are shared and noisy.
+    var best = [Double](repeating: .infinity, count: 3)
+    for _ in 0..<3 {
+        best[0] = min(best[0], try seconds { for ids in sequences { _ = try model.logits(ids) } })
+        best[1] = min(best[1], try seconds { _ = try profiler.profile(model: model, sequences: sequences) })
+        best[2] = min(best[2], try seconds { _ = try sparse.profile(model: model, sequences: sequences) })
+    }
+    print(String(format: "forward alone:                    %8.0f tokens/s", tokens / best[0]))
+    print(String(format: "forward + profiler (dense 1/16):  %8.0f tokens/s  (%.2fx of plain)", tokens / best[1], best[0] / best[1]))
+    print(String(format: "forward + profiler (no dense):    %8.0f tokens/s  (%.2fx of plain)", tokens / best[2], best[0] / best[2]))
 case "memory":
     var profile: RoutingProfile!
     let time = try seconds { profile = try profiler.profile(model: store.loadModel(), sequences: sequences) }
