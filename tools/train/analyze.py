@@ -17,7 +17,7 @@
 Writes <model>/analysis.json and prints markdown tables.
 
 Usage:
-  python tools/train/analyze.py --model models/moekit-tiny --calib calib --threads 2
+  python tools/train/analyze.py --model models/moekit-tiny --calib calib --threads 1
 """
 import argparse
 import json
@@ -67,7 +67,7 @@ def main():
     ap.add_argument("--train-tokens", default="work-data/train/tokens")
     ap.add_argument("--ppl-tokens", type=int, default=30_000)
     ap.add_argument("--mix-windows", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()

@@ -32,7 +32,7 @@ def main():
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     import transformers
     from tokenizers import Tokenizer
     from transformers import Qwen3MoeForCausalLM

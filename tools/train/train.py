@@ -193,7 +193,7 @@ def main():
     ap.add_argument("--min-lr-frac", type=float, default=0.1)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--wd", type=float, default=0.1)
-    ap.add_argument("--aux-coef", type=float, default=0.05)
+    ap.add_argument("--aux-coef", type=float, default=0.03)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--log-every", type=int, default=10)
