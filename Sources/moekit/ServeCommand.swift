@@ -13,7 +13,7 @@ struct ServeCommand: AsyncParsableCommand {
         for server-sent events), GET /v1/models, GET /health, GET /metrics (Prometheus).
         A request's "model" names the plan. With --plan (or --plans without --auto) the plans' \
         experts are loaded at start and nothing else. With --plans a,b,c --auto each request \
-        gets the plan whose routing signature (first MoE layer's TCESS vector from the plan's \
+        gets the plan whose routing signature (first MoE layer's expert-selection shares from the plan's \
         profile, PreMoe) is nearest the prompt's; experts load on demand into a cache bounded by \
         --max-expert-memory. Chat prompts use the store's ChatML template when it has one, \
         otherwise "role: content" lines ending in "assistant:".

@@ -40,9 +40,9 @@ final class AutoPlanTests: XCTestCase {
               + perDomain.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.0)/\($0.value.1)" }.joined(separator: ", "))
         XCTAssertGreaterThan(total, 400)
         XCTAssertGreaterThanOrEqual(accuracy, 0.9)
-        // Neither domain may be sacrificed to the other. (Python's misses are mostly chunks of
-        // codec tables, `0x00e3: 0x03ae,  # GREEK SMALL LETTER ETA`, that route like prose.)
-        for (_, counts) in perDomain { XCTAssertGreaterThanOrEqual(Double(counts.0) / Double(counts.1), 0.75) }
+        // Each domain on its own, too. (Python's misses are mostly chunks of codec tables,
+        // `0x00e3: 0x03ae,  # GREEK SMALL LETTER ETA`, that route like prose.)
+        for (_, counts) in perDomain { XCTAssertGreaterThanOrEqual(Double(counts.0) / Double(counts.1), 0.9) }
     }
 
     static let promptTokens = 128
