@@ -10,10 +10,13 @@ import Routing
 
 // Serving benchmark, all in one run on one machine (build with -c release):
 // 1. resident memory (VmRSS) of `moekit serve` child processes serving the full model, a
-//    50% plan and a 25% plan, each read after a warm-up request, with ratios to the full model;
-// 2. decode tokens/s for the original (BF16 in the store, widened to f32 in memory), 8-bit
-//    and 4-bit plans, next to the memory-bandwidth bound: read bandwidth (measured here over
-//    256 MB) divided by the bytes of weights one decode step reads.
+//    50% plan and a 25% plan, each read after a warm-up request, with ratios to the full model
+//    (experts kept BF16, the server's default), plus the full model with experts widened to f32;
+// 2. decode tokens/s for the original experts (BF16 read directly by the half-precision
+//    kernel, and widened to f32), 8-bit and 4-bit plans, next to the memory-bandwidth bound:
+//    read bandwidth (measured here over 256 MB) divided by the bytes of weights one decode step reads;
+// 3. decode throughput of 1, 2, 4 and 8 sequences sharing forward passes (`BatchGenerator`),
+//    as ratios to one sequence measured in the same run.
 //
 // Usage: serve-bench [--model DIR] [--calib DIR] [--moekit PATH] [--tokens N], from the
 // repository root. The store is built in a temporary folder from the model (default:
@@ -84,10 +87,10 @@ func buildStore(_ arguments: Arguments, at url: URL) throws -> ExpertStore {
 
 /// Starts `moekit serve` for `plan`, sends a warm-up request, and returns VmRSS (bytes) and
 /// the resident expert bytes the server reports.
-func serverMemory(_ arguments: Arguments, store: URL, plan: String) throws -> (rss: Int, experts: Int) {
+func serverMemory(_ arguments: Arguments, store: URL, plan: String, precision: ExpertPrecision) throws -> (rss: Int, experts: Int) {
     let process = Process()
     process.executableURL = arguments.moekit
-    process.arguments = ["serve", "--store", store.path, "--plan", plan, "--port", "0"]
+    process.arguments = ["serve", "--store", store.path, "--plan", plan, "--port", "0", "--expert-precision", precision.rawValue]
     let output = Pipe()
     process.standardOutput = output
     try process.run()
@@ -162,9 +165,9 @@ func lastLevelCacheBytes() -> Int? {
     return sizes.max()
 }
 
-func decodeSpeed(store: ExpertStore, plan name: String, tokens: Int, prompt: [Int]) throws -> (tokensPerSecond: Double, bytesPerToken: Int) {
+func decodeSpeed(store: ExpertStore, plan name: String, precision: ExpertPrecision, tokens: Int, prompt: [Int]) throws -> (tokensPerSecond: Double, bytesPerToken: Int) {
     let plan = try PlanLoader.plan(named: name, in: store)
-    let (model, experts) = try PlanLoader.model(plan: plan, store: store)
+    let (model, experts) = try PlanLoader.model(plan: plan, store: store, precision: precision)
     let description = model.description
     // Bytes one decode step reads: every dense weight (f32; the tied embedding counts once, as
     // the output head reads all of it) plus top-k experts per MoE layer at the plan's
@@ -194,13 +197,14 @@ func main() throws {
     let store = try buildStore(arguments, at: storeURL)
 
     print("\n1. resident memory of `moekit serve` after one warm-up request (VmRSS of the process)")
-    print("plan     expert bytes resident   VmRSS MiB   expert ratio   VmRSS ratio (vs full)")
+    print("plan               expert bytes resident   VmRSS MiB   expert ratio   VmRSS ratio (vs full)")
     var reference: (rss: Int, experts: Int)?
-    for plan in ["full", "keep50", "keep25"] {
-        let measured = try serverMemory(arguments, store: storeURL, plan: plan)
+    for (plan, precision) in [("full", ExpertPrecision.stored), ("keep50", .stored), ("keep25", .stored), ("full", .float32)] {
+        let measured = try serverMemory(arguments, store: storeURL, plan: plan, precision: precision)
         let base = reference ?? measured
         reference = base
-        print(plan.padding(toLength: 7, withPad: " ", startingAt: 0) + String(format: "  %21d  %10.1f  %13.3f  %11.3f", measured.experts,
+        let label = "\(plan) (\(precision == .stored ? "BF16" : "f32"))"
+        print(label.padding(toLength: 17, withPad: " ", startingAt: 0) + String(format: "  %21d  %10.1f  %13.3f  %11.3f", measured.experts,
                      Double(measured.rss) / 1_048_576, Double(measured.experts) / Double(base.experts), Double(measured.rss) / Double(base.rss)))
     }
 
@@ -212,11 +216,53 @@ func main() throws {
     let lastLevelCache = lastLevelCacheBytes()
     print("last-level cache: \(lastLevelCache.map { "\($0 >> 20) MiB" } ?? "unknown"); where a plan's bytes per token fit in it, weights are re-read from cache, not DRAM, and the DRAM bound does not bind")
     print("plan                      bytes read/token   tokens/s   bound tokens/s   fraction of bound")
-    for (label, plan) in [("original (BF16 -> f32)", "full"), ("8-bit", "int8"), ("4-bit", "int4")] {
-        let (speed, bytes) = try decodeSpeed(store: store, plan: plan, tokens: arguments.tokens, prompt: prompt)
+    for (label, plan, precision) in [("original BF16 (direct)", "full", ExpertPrecision.stored), ("original BF16 -> f32", "full", .float32),
+                                     ("8-bit", "int8", .stored), ("4-bit", "int4", .stored)] {
+        let (speed, bytes) = try decodeSpeed(store: store, plan: plan, precision: precision, tokens: arguments.tokens, prompt: prompt)
         let bound = bandwidth / Double(bytes)
         print(label.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: "  %16d  %9.1f  %15.1f  %17.3f", bytes, speed, bound, speed / bound))
     }
+
+    print("\n3. decode throughput with sequences sharing forward passes (full model, BF16 experts, \(arguments.tokens) tokens each)")
+    print("sequences   steps   tokens/s (all sequences)   ratio to 1 sequence")
+    let (model, _) = try PlanLoader.model(plan: PlanLoader.plan(named: "full", in: store), store: store, precision: .stored)
+    var single: Double?
+    for count in [1, 2, 4, 8] {
+        let (rate, steps) = try batchedThroughput(model: model, sequences: count, tokens: arguments.tokens, prompt: prompt)
+        let base = single ?? rate
+        single = base
+        print(String(format: "%9d  %6d  %25.1f  %20.2f", count, steps, rate, rate / base))
+    }
+}
+
+/// Aggregate decode tokens/s of `sequences` greedy requests started together on one
+/// `BatchGenerator` (each prompt differs in its last token, so the sequences route apart),
+/// timed from the first token of any sequence to the last (decode steps only).
+func batchedThroughput(model: MoEModel, sequences: Int, tokens: Int, prompt: [Int]) throws -> (tokensPerSecond: Double, steps: Int) {
+    let batcher = BatchGenerator(model: model, maxBatchSize: sequences)
+    let lock = NSLock()
+    nonisolated(unsafe) var stamps = [UInt64]()
+    let vocab = model.description.vocabularySize
+    // One thread per request (not concurrentPerform: it runs only as many at once as there are cores).
+    let group = DispatchGroup()
+    for i in 0..<sequences {
+        group.enter()
+        let thread = Thread {
+            defer { group.leave() }
+            var own = prompt
+            own[own.count - 1] = (own[own.count - 1] + 97 * i) % vocab
+            _ = try? batcher.generate(prompt: own, maxTokens: tokens) { _ in
+                lock.withLock { stamps.append(DispatchTime.now().uptimeNanoseconds) }
+                return true
+            }
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+    group.wait()
+    let first = stamps.min()!, last = stamps.max()!
+    // The first step's tokens end prefill; every later token was decoded.
+    return (Double(stamps.count - sequences) / (Double(last - first) / 1e9), batcher.statistics.steps)
 }
 
 try main()

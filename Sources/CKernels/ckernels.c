@@ -89,26 +89,39 @@ static void bf16_to_f32_avx2(const uint16_t *src, float *dst, size_t count) {
     for (; i < count; i++) dst[i] = bf16_scalar(src[i]);
 }
 
-__attribute__((target("avx2,fma")))
-static void bf16_gemv_avx2(const uint16_t *w, const float *x, float *y, size_t rows, size_t cols) {
-    for (size_t r = 0; r < rows; r++) {
-        const uint16_t *row = w + r * cols;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-        size_t c = 0;
-        for (; c + 16 <= cols; c += 16) {
-            __m256i a = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + c)));
-            __m256i b = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + c + 8)));
-            acc0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(a, 16)), _mm256_loadu_ps(x + c), acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(b, 16)), _mm256_loadu_ps(x + c + 8), acc1);
+// Dot product of one half-precision weight row with one float row. The weight row is
+// converted 16 values at a time; two accumulators hide the FMA latency.
+__attribute__((target("avx2,fma,f16c")))
+static float half_dot_avx2(const uint16_t *row, int is_f16, const float *x, size_t cols) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    size_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(row + c));
+        __m128i b = _mm_loadu_si128((const __m128i *)(row + c + 8));
+        __m256 wa, wb;
+        if (is_f16) {
+            wa = _mm256_cvtph_ps(a);
+            wb = _mm256_cvtph_ps(b);
+        } else {
+            wa = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(a), 16));
+            wb = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(b), 16));
         }
-        __m256 acc = _mm256_add_ps(acc0, acc1);
-        __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        sum4 = _mm_hadd_ps(sum4, sum4);
-        sum4 = _mm_hadd_ps(sum4, sum4);
-        float sum = _mm_cvtss_f32(sum4);
-        for (; c < cols; c++) sum += bf16_scalar(row[c]) * x[c];
-        y[r] = sum;
+        acc0 = _mm256_fmadd_ps(wa, _mm256_loadu_ps(x + c), acc0);
+        acc1 = _mm256_fmadd_ps(wb, _mm256_loadu_ps(x + c + 8), acc1);
     }
+    __m256 acc = _mm256_add_ps(acc0, acc1);
+    __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    sum4 = _mm_hadd_ps(sum4, sum4);
+    sum4 = _mm_hadd_ps(sum4, sum4);
+    float sum = _mm_cvtss_f32(sum4);
+    for (; c < cols; c++) sum += (is_f16 ? f16_scalar(row[c]) : bf16_scalar(row[c])) * x[c];
+    return sum;
+}
+
+static float half_dot_scalar(const uint16_t *row, int is_f16, const float *x, size_t cols) {
+    float sum = 0;
+    for (size_t c = 0; c < cols; c++) sum += (is_f16 ? f16_scalar(row[c]) : bf16_scalar(row[c])) * x[c];
+    return sum;
 }
 
 static int has_avx2_f16c(void) {
@@ -140,11 +153,19 @@ void moe_f32_to_f16(const float *src, uint16_t *dst, size_t count) {
     for (size_t i = 0; i < count; i++) dst[i] = f16_round(src[i]);
 }
 
-void moe_bf16_gemv(const uint16_t *w, const float *x, float *y, size_t rows, size_t cols) {
-    if (has_avx2_f16c()) { bf16_gemv_avx2(w, x, y, rows, cols); return; }
+void moe_half_matmul(const uint16_t *w, int is_f16, const float *x, float *y, size_t n, size_t rows, size_t cols) {
+    // Weight row outermost: each row is read from memory once and from L1 for the other
+    // n - 1 inputs, so the memory traffic is that of one matrix-vector product.
+    int fast = has_avx2_f16c();
     for (size_t r = 0; r < rows; r++) {
-        float sum = 0;
-        for (size_t c = 0; c < cols; c++) sum += bf16_scalar(w[r * cols + c]) * x[c];
-        y[r] = sum;
+        const uint16_t *row = w + r * cols;
+        for (size_t i = 0; i < n; i++) {
+            y[i * rows + r] = fast ? half_dot_avx2(row, is_f16, x + i * cols, cols)
+                                   : half_dot_scalar(row, is_f16, x + i * cols, cols);
+        }
     }
+}
+
+void moe_bf16_gemv(const uint16_t *w, const float *x, float *y, size_t rows, size_t cols) {
+    moe_half_matmul(w, 0, x, y, 1, rows, cols);
 }

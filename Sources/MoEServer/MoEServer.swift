@@ -62,7 +62,8 @@ public final class MoEServer: Sendable {
         router.get("/health") { _, _ in self.json(HealthStatus(status: "ok", plans: self.engine.planNames, auto: self.engine.selector != nil)) }
         router.get("/metrics") { _, _ in
             let text = self.metrics.render(residentExpertBytes: self.engine.residentExpertBytes,
-                                           cache: self.engine.cache?.statistics, queue: self.queue.statistics)
+                                           cache: self.engine.cache?.statistics, queue: self.queue.statistics,
+                                           batches: self.engine.batchStatistics)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
         }

@@ -109,7 +109,7 @@ private final class SelectionObserver: RoutingObserver {
     func observe(_ o: MoELayerObservation) throws {
         guard o.layer == layer else { return }
         var sums = [Double](repeating: 0, count: o.expertCount)
-        for (t, decision) in o.decisions.enumerated() {
+        for decision in o.decisions {
             for e in decision.experts { sums[e] += 1 }
         }
         self.sums = sums

@@ -1,3 +1,5 @@
+import MoE
+
 /// What `moekit serve` was asked to do.
 public struct ServerConfiguration: Sendable, Equatable {
     /// Plans to serve, by name. With one plan and no `auto`, requests may omit `model`.
@@ -12,13 +14,17 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// Bound on resident expert bytes: the LRU cache size with `auto`, and a check that every
     /// plan fits without it. nil: no bound.
     public var maxExpertMemory: Int?
-    /// Requests computed at once; the rest wait in FIFO order.
+    /// Requests computed at once, sharing each forward pass of their plan; the rest wait in FIFO order.
     public var maxConcurrency: Int
     /// Larger request bodies get 413.
     public var maxBodyBytes: Int
+    /// How original BF16/F16 experts are held: kept as stored (half the memory of f32, read
+    /// directly by the half-precision kernels) unless told to widen them.
+    public var expertPrecision: ExpertPrecision
 
     public init(plans: [String], auto: Bool = false, host: String = "127.0.0.1", port: Int = 8080,
-                maxExpertMemory: Int? = nil, maxConcurrency: Int = 2, maxBodyBytes: Int = 1 << 20) {
+                maxExpertMemory: Int? = nil, maxConcurrency: Int = 8, maxBodyBytes: Int = 1 << 20,
+                expertPrecision: ExpertPrecision = .stored) {
         self.plans = plans
         self.auto = auto
         self.host = host
@@ -26,5 +32,6 @@ public struct ServerConfiguration: Sendable, Equatable {
         self.maxExpertMemory = maxExpertMemory
         self.maxConcurrency = maxConcurrency
         self.maxBodyBytes = maxBodyBytes
+        self.expertPrecision = expertPrecision
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MoE
 
 /// The server's counters, rendered for `GET /metrics` in the Prometheus text format
 /// (version 0.0.4). One lock guards everything: updates are a few additions per request.
@@ -47,7 +48,8 @@ public final class ServerMetrics: @unchecked Sendable {
     }
 
     /// The exposition text; `gauges` are sampled by the caller at scrape time.
-    public func render(residentExpertBytes: Int, cache: ExpertCache.Statistics?, queue: InferenceQueue.Statistics) -> String {
+    public func render(residentExpertBytes: Int, cache: ExpertCache.Statistics?, queue: InferenceQueue.Statistics,
+                       batches: BatchGenerator.Statistics) -> String {
         lock.lock()
         defer { lock.unlock() }
         var out = ""
@@ -97,6 +99,12 @@ public final class ServerMetrics: @unchecked Sendable {
         sample("moekit_requests_running", [], queue.running)
         family("moekit_requests_waiting", "gauge", "Generation requests queued for a worker (--max-concurrency).")
         sample("moekit_requests_waiting", [], queue.waiting)
+        family("moekit_batch_steps_total", "counter", "Forward passes run for generation (each carries every sequence in flight of one plan).")
+        sample("moekit_batch_steps_total", [], batches.steps)
+        family("moekit_batch_sequence_steps_total", "counter", "Sum of the sequences carried by each forward pass; divided by the steps, the mean batch size.")
+        sample("moekit_batch_sequence_steps_total", [], batches.sequenceSteps)
+        family("moekit_batch_largest", "gauge", "The most sequences one forward pass has carried.")
+        sample("moekit_batch_largest", [], batches.largestBatch)
         return out
     }
 

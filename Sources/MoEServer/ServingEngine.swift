@@ -14,6 +14,8 @@ public final class ServingEngine: @unchecked Sendable {
         public var model: MoEModel
         /// Experts loaded at start (fixed plans); nil for plans whose experts live in the cache.
         public var eagerExperts: PlanExpertSource?
+        /// Runs this plan's requests in flight together, one forward pass per step.
+        public var batcher: BatchGenerator
     }
 
     /// A request that passed every check, with its plan chosen and its prompt tokenized.
@@ -60,22 +62,24 @@ public final class ServingEngine: @unchecked Sendable {
         if configuration.auto {
             // Nothing is loaded up front: each plan's experts come through the shared cache.
             let cache = ExpertCache(limitBytes: configuration.maxExpertMemory)
-            let loader = try StoreExpertLoader(store: store)
+            let loader = try StoreExpertLoader(store: store, precision: configuration.expertPrecision)
             for plan in documents {
                 let experts = CachedPlanExpertSource(plan: plan, cache: cache, loader: loader)
                 let model = try MoEModel(description: description, tensors: StoreTensorProvider(store: store),
                                          experts: experts, expertMaps: plan.expertMaps)
-                plans[plan.name] = ServedPlan(plan: plan, model: model, eagerExperts: nil)
+                plans[plan.name] = ServedPlan(plan: plan, model: model, eagerExperts: nil,
+                                              batcher: BatchGenerator(model: model, maxBatchSize: configuration.maxConcurrency))
             }
             self.cache = cache
             selector = try PlanSelector(store: store, plans: documents)
         } else {
             var resident = 0
             for plan in documents {
-                let (model, experts) = try PlanLoader.model(plan: plan, store: store)
-                plans[plan.name] = ServedPlan(plan: plan, model: model, eagerExperts: experts)
-                // Checked on what was actually loaded: originals are widened to f32 in memory,
-                // so the plan's stored size (`expectedExpertBytes`) can be half of it.
+                let (model, experts) = try PlanLoader.model(plan: plan, store: store, precision: configuration.expertPrecision)
+                plans[plan.name] = ServedPlan(plan: plan, model: model, eagerExperts: experts,
+                                              batcher: BatchGenerator(model: model, maxBatchSize: configuration.maxConcurrency))
+                // Checked on what was actually loaded: with `--expert-precision float32` originals
+                // are widened in memory, so the plan's stored size (`expectedExpertBytes`) can be half of it.
                 resident += experts.residentBytes
                 if let limit = configuration.maxExpertMemory, resident > limit {
                     throw ServeError.tooLarge(plans: documents.prefix { $0.name != plan.name }.map(\.name) + [plan.name], bytes: resident, limit: limit)
@@ -91,6 +95,15 @@ public final class ServingEngine: @unchecked Sendable {
     public var residentExpertBytes: Int {
         if let cache { return cache.statistics.residentBytes }
         return plans.values.reduce(0) { $0 + ($1.eagerExperts?.residentBytes ?? 0) }
+    }
+
+    /// How the plans' batchers have run so far, summed over plans (largest: the largest of any).
+    public var batchStatistics: BatchGenerator.Statistics {
+        plans.values.map(\.batcher.statistics).reduce(into: BatchGenerator.Statistics()) { total, s in
+            total.steps += s.steps
+            total.sequenceSteps += s.sequenceSteps
+            total.largestBatch = max(total.largestBatch, s.largestBatch)
+        }
     }
 
     /// Tokenizes, picks the plan and checks the request against the context.
@@ -127,7 +140,9 @@ public final class ServingEngine: @unchecked Sendable {
 
     /// Generates the answer, passing each piece of text to `onText` as soon as it is final
     /// (stop strings are held back until they are ruled out). `onText` returning false stops
-    /// generation (the client went away). Greedy decoding matches `Generator` token for token.
+    /// generation (the client went away). The request joins its plan's running batch (see
+    /// `BatchGenerator`); greedy decoding matches `Generator` token for token up to rounding
+    /// differences of batched products. Blocks the calling thread until the answer ends.
     public func generate(_ prepared: Prepared, onText: (String) -> Bool = { _ in true }) throws -> Result {
         let served = plans[prepared.plan]!
         var stops = prepared.request.stop
@@ -138,7 +153,7 @@ public final class ServingEngine: @unchecked Sendable {
         var listening = true
         var stopTokens = Set(description.eosTokenIDs)
         if let endOfTurn = prepared.request.endOfTurn, let id = tokenizer.tokenID(endOfTurn) { stopTokens.insert(id) }
-        let tokens = try Generator(model: served.model).generate(
+        let tokens = try served.batcher.generate(
             prompt: prepared.promptTokens, maxTokens: prepared.maxTokens, sampling: prepared.request.sampling, stopTokens: stopTokens
         ) { token in
             let piece = filter.append(detokenizer.append(token))

@@ -7,16 +7,19 @@ import MoE
 /// Builds one expert from its store record each time it is asked, keeping nothing itself:
 /// the `ExpertCache` decides what stays in memory. (`StoreExpertSource` keeps every expert it
 /// ever loaded, which is right for a fixed plan and wrong for a cache that must evict.)
-/// Original weights are widened to f32 with the same kernels the store loader uses, so an
-/// expert loaded here computes exactly what the same expert loaded by `PlanLoader` does.
+/// Original weights are kept in their 16-bit format or widened to f32 as `precision` says,
+/// with the same kernels the store loader uses, so an expert loaded here computes exactly
+/// what the same expert loaded by `PlanLoader` with the same precision does.
 public struct StoreExpertLoader: @unchecked Sendable {
     public let store: ExpertStore
     private let variants: StoreVariantProvider
     private let description: ModelDescription
+    public let precision: ExpertPrecision
 
-    public init(store: ExpertStore) throws {
+    public init(store: ExpertStore, precision: ExpertPrecision = .stored) throws {
         self.store = store
-        variants = try StoreVariantProvider(store: store)
+        self.precision = precision
+        variants = try StoreVariantProvider(store: store, precision: precision)
         description = try store.modelDescription()
     }
 
@@ -36,9 +39,17 @@ public struct StoreExpertLoader: @unchecked Sendable {
             throw StoreError.corruptRecord(path: store.path, record: "expert record (\(key))",
                                            reason: "expected gate/up [\(f), \(h)] and down [\(h), \(f)], found \(record.tensors.map(\.shape))")
         }
+        let name = "expert record (\(key))"
+        if precision == .stored, let format = HalfMatrix.Format(sharedBy: record.tensors.map(\.dtype)) {
+            let m = (0..<3).map { i in
+                HalfMatrix(rows: record.tensors[i].shape[0], columns: record.tensors[i].shape[1], format: format,
+                           values: record.payloads[i].withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) })
+            }
+            return HalfPrecisionExpert(gate: m[0], up: m[1], down: m[2])
+        }
         let m = try (0..<3).map { i in
             Matrix(rows: record.tensors[i].shape[0], columns: record.tensors[i].shape[1],
-                   values: try Self.floats(record.payloads[i], dtype: record.tensors[i].dtype, record: "expert record (\(key))", store: store.path))
+                   values: try Self.floats(record.payloads[i], dtype: record.tensors[i].dtype, record: name, store: store.path))
         }
         return FeedForward(gate: m[0], up: m[1], down: m[2])
     }

@@ -17,6 +17,9 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "With --store: run this stored plan (only its experts are loaded) instead of the full model.")
     var plan: String?
 
+    @Option(help: "With --store: keep BF16/F16 experts as stored, computed by half-precision kernels (stored: half the memory; the default of generate and serve), or widen them to f32 (float32: bit-identical to the checkpoint; the default elsewhere).")
+    var expertPrecision: ExpertPrecision?
+
     func validate() throws {
         if model != nil && store != nil { throw ValidationError("pass either --model DIR or --store PATH, not both") }
         if plan != nil && store == nil { throw ValidationError("--plan needs --store: plans live in an expert store") }
@@ -34,10 +37,14 @@ struct ModelOptions: ParsableArguments {
         throw ValidationError("no --model given and the default model '\(DefaultModel.relativePath)' was not found; set MOEKIT_MODEL or pass --model DIR")
     }
 
-    func loadModel() throws -> MoEModel {
+    /// The model to run; `defaultPrecision` applies when `--expert-precision` is not given.
+    func loadModel(defaultPrecision: ExpertPrecision = .float32) throws -> MoEModel {
         if let store = try openStore() {
-            if let plan, plan != "full" { return try PlanLoader.model(plan: PlanLoader.plan(named: plan, in: store), store: store).model }
-            return try store.loadModel()
+            let precision = expertPrecision ?? defaultPrecision
+            if let plan, plan != "full" {
+                return try PlanLoader.model(plan: PlanLoader.plan(named: plan, in: store), store: store, precision: precision).model
+            }
+            return try store.loadModel(experts: StoreExpertSource(store: store, precision: precision))
         }
         return try MoEModel(directory: modelDirectory())
     }
@@ -52,6 +59,8 @@ struct ModelOptions: ParsableArguments {
         return try Tokenizer(contentsOf: modelDirectory().appendingPathComponent("tokenizer.json"))
     }
 }
+
+extension ExpertPrecision: ExpressibleByArgument {}
 
 /// Finds the bundled default model: `$MOEKIT_MODEL`, then `models/moekit-tiny` in the
 /// current directory or any parent, then next to the executable's build folder.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ExpertStore
+import MoE
 import Foundation
 import MoEServer
 
@@ -27,8 +28,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Address to bind; the server has no authentication, so keep loopback unless it is behind one.") var host = "127.0.0.1"
     @Option(help: "Port (0 picks a free one).") var port = 8080
     @Option(help: "Bound on resident expert memory in MB (the expert cache with --auto).") var maxExpertMemory: Double?
-    @Option(help: "Requests computed at once; others wait in line.") var maxConcurrency = 2
+    @Option(help: "Requests computed at once (they share each forward pass of their plan); others wait in line.") var maxConcurrency = 8
     @Option(help: "Largest request body in bytes.") var maxBodyBytes = 1 << 20
+    @Option(help: "stored: BF16/F16 experts stay 16-bit and are read by half-precision kernels; float32: widen them (twice the memory).")
+    var expertPrecision: ExpertPrecision = .stored
 
     var planNames: [String] {
         (plan.map { [$0] } ?? []) + (plans ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -46,7 +49,8 @@ struct ServeCommand: AsyncParsableCommand {
         let store = try ExpertStore(url: storeOption.url)
         let configuration = ServerConfiguration(
             plans: planNames, auto: auto, host: host, port: port,
-            maxExpertMemory: maxExpertMemory.map { Int($0 * 1_048_576) }, maxConcurrency: maxConcurrency, maxBodyBytes: maxBodyBytes)
+            maxExpertMemory: maxExpertMemory.map { Int($0 * 1_048_576) }, maxConcurrency: maxConcurrency, maxBodyBytes: maxBodyBytes,
+            expertPrecision: expertPrecision)
         let engine = try ServingEngine(store: store, configuration: configuration)
         let server = MoEServer(engine: engine)
         let host = self.host

@@ -56,6 +56,39 @@ final class StoreLogitsTests: StoreTestCase {
         }
     }
 
+    /// With `.stored`, BF16/F16 experts stay 16-bit, used in place from the map: half the
+    /// resident bytes, and logits equal to the widened path within rounding (prefill and
+    /// decode), with the same greedy choice everywhere.
+    func testStoredPrecisionKeepsHalfExpertsAndMatchesWidenedLogits() throws {
+        for (family, format) in [("qwen2_moe", HalfMatrix.Format.bf16), ("qwen3_moe", .f16), ("mixtral", nil)] {
+            let store = try ExpertStore(url: try importedStore(StoreFixtures.url(family)))
+            let widenedSource = try StoreExpertSource(store: store)
+            let storedSource = try StoreExpertSource(store: store, precision: .stored)
+            let first = try store.modelDescription().moeLayerIndices[0]
+            let expert = try storedSource.expert(layer: first, index: 0)
+            if let format {
+                XCTAssertEqual((expert as? HalfPrecisionExpert)?.gate.format, format, family)
+            } else {
+                XCTAssertTrue(expert is MappedExpert, "\(family): f32 experts stay zero-copy f32")
+            }
+            let ids = try StoreFixtures.referenceIDs(family)
+            let widened = try store.loadModel(experts: widenedSource)
+            let stored = try store.loadModel(experts: storedSource)
+            let (a, b) = (try widened.logits(ids), try stored.logits(ids))
+            let worst = zip(a.values, b.values).map { abs($0 - $1) }.max()!
+            XCTAssertLessThan(worst, 1e-4, "\(family): prefill max |Δ| \(worst)")
+            var (cacheA, cacheB) = (widened.makeCache(), stored.makeCache())
+            for id in ids.prefix(8) {
+                let x = try widened.forward([id], cache: &cacheA), y = try stored.forward([id], cache: &cacheB)
+                XCTAssertLessThan(zip(x.values, y.values).map { abs($0 - $1) }.max()!, 1e-4, "\(family): decode at \(id)")
+                XCTAssertEqual(x.values.indices.max { x.values[$0] < x.values[$1] }, y.values.indices.max { y.values[$0] < y.values[$1] })
+            }
+            try widenedSource.load(widenedSource.allExpertIDs)
+            try storedSource.load(storedSource.allExpertIDs)
+            XCTAssertEqual(storedSource.residentBytes * (format == nil ? 1 : 2), widenedSource.residentBytes, family)
+        }
+    }
+
     /// Only the allowed experts load; resident bytes count exactly those loaded.
     func testSubsetLoadingAndResidentBytes() throws {
         let store = try ExpertStore(url: try importedStore(StoreFixtures.url("qwen2_moe")))

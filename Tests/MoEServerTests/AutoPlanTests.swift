@@ -53,7 +53,8 @@ final class AutoPlanTests: XCTestCase {
         let fixture = try ServeFixture.shared()
         let description = try fixture.store.modelDescription()
         let moe = try XCTUnwrap(description.layers[description.moeLayerIndices[0]].moe)
-        let expertBytes = 3 * description.hiddenSize * moe.expertIntermediateSize * 4
+        // Experts stay BF16 in the cache (the server's default `--expert-precision stored`).
+        let expertBytes = 3 * description.hiddenSize * moe.expertIntermediateSize * 2
         // Room for 40 experts: less than one plan's half of 128, so serving both plans must evict.
         let limit = 40 * expertBytes
         let (server, running, client) = try await fixture.startServer(

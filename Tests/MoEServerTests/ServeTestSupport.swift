@@ -72,7 +72,7 @@ final class ServeFixture: @unchecked Sendable {
     /// `Generator` on the plan's model, stopping at end of sequence, text streamed through
     /// `StreamingDetokenizer`.
     func reference(plan: String, prompt: String, maxTokens: Int, extraStops: Set<Int> = []) throws -> (text: String, tokens: [Int]) {
-        let model = try PlanLoader.model(plan: PlanLoader.plan(named: plan, in: store), store: store).model
+        let model = try PlanLoader.model(plan: PlanLoader.plan(named: plan, in: store), store: store, precision: .stored).model
         var detokenizer = StreamingDetokenizer(tokenizer: tokenizer)
         var text = ""
         let tokens = try Generator(model: model).generate(prompt: tokenizer.encode(prompt), maxTokens: maxTokens,

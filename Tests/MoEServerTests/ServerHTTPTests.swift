@@ -77,7 +77,7 @@ final class ServerHTTPTests: XCTestCase {
 
     func testSixteenConcurrentRequestsAreAllAnsweredCorrectly() async throws {
         let fixture = try ServeFixture.shared()
-        let (server, running, client) = try await fixture.startServer(ServerConfiguration(plans: ["python-50"], maxConcurrency: 2))
+        let (server, running, client) = try await fixture.startServer(ServerConfiguration(plans: ["python-50"], maxConcurrency: 4))
         defer { withExtendedLifetime(server) {} }
         let prompts = (0..<16).map { "def function_\($0)(value):\n    return value" + String(repeating: " +", count: $0 % 4) }
         let expected = try prompts.map { try fixture.reference(plan: "python-50", prompt: $0, maxTokens: 6).text }
@@ -97,6 +97,13 @@ final class ServerHTTPTests: XCTestCase {
         XCTAssertEqual(answers.map(\.1), Array(repeating: 200, count: 16))
         XCTAssertEqual(answers.map(\.2), expected)
         XCTAssertEqual(server.metrics.requestCount(endpoint: "/v1/completions", status: 200), 16)
+        // Requests in flight together shared forward passes, never more than --max-concurrency.
+        let batches = server.engine.batchStatistics
+        XCTAssertGreaterThan(batches.largestBatch, 1)
+        XCTAssertLessThanOrEqual(batches.largestBatch, 4)
+        XCTAssertLessThan(batches.steps, batches.sequenceSteps)
+        let (_, metricsBody) = try await client.get("/metrics")
+        XCTAssertTrue(String(decoding: metricsBody, as: UTF8.self).contains("moekit_batch_largest \(batches.largestBatch)\n"))
         await running.stop()
     }
 
@@ -161,15 +168,17 @@ final class ServerHTTPTests: XCTestCase {
         let (metricsStatus, metricsBody) = try await client.get("/metrics")
         XCTAssertEqual(metricsStatus, 200)
         let text = String(decoding: metricsBody, as: UTF8.self)
-        // Exactly the plan's experts are resident (at f32), about half of all experts.
+        // Exactly the plan's experts are resident, about half of all experts, each at its stored
+        // BF16 size (the default `--expert-precision stored`), so the plan's stored size.
         let plan = try XCTUnwrap(server.engine.plans["python-50"])
         let description = server.engine.description
         let moe = try XCTUnwrap(description.layers[description.moeLayerIndices[0]].moe)
-        let expertBytes = 3 * description.hiddenSize * moe.expertIntermediateSize * 4
+        let expertBytes = 3 * description.hiddenSize * moe.expertIntermediateSize * 2
         let allExperts = description.moeLayerIndices.count * moe.expertCount
         XCTAssertGreaterThanOrEqual(plan.plan.slotCount, allExperts / 2)
         XCTAssertLessThan(plan.plan.slotCount, allExperts * 5 / 8)
         XCTAssertEqual(server.engine.residentExpertBytes, plan.plan.slotCount * expertBytes)
+        XCTAssertEqual(server.engine.residentExpertBytes, plan.plan.expectedExpertBytes)
         XCTAssertTrue(text.contains("moekit_resident_expert_bytes \(plan.plan.slotCount * expertBytes)\n"), text)
         XCTAssertTrue(text.contains("moekit_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 1\n"), text)
         XCTAssertTrue(text.contains("moekit_requests_total{endpoint=\"/v1/models\",status=\"200\"} 1\n"), text)

@@ -52,4 +52,61 @@ final class KernelTests: XCTestCase {
             XCTAssertEqual(y[r], expected, accuracy: 1e-4)
         }
     }
+
+    /// `moe_half_matmul` for several input rows, bf16 and f16, with a column count that is
+    /// not a multiple of 16 (the scalar tail), against sums over the widened weights.
+    func testHalfMatmulMatchesWidenedProduct() {
+        let rows = 7, cols = 45
+        let weights: [Float] = (0..<(rows * cols)).map { Float(($0 * 53) % 97) / 40 - 1.2 }
+        for isF16: Int32 in [0, 1] {
+            var packed = [UInt16](repeating: 0, count: weights.count)
+            var widened = [Float](repeating: 0, count: weights.count)
+            if isF16 == 1 {
+                moe_f32_to_f16(weights, &packed, weights.count)
+                moe_f16_to_f32(packed, &widened, weights.count)
+            } else {
+                moe_f32_to_bf16(weights, &packed, weights.count)
+                moe_bf16_to_f32(packed, &widened, weights.count)
+            }
+            for n in [1, 3, 16] {
+                let x: [Float] = (0..<(n * cols)).map { Float(($0 * 7) % 11) / 4 - 1 }
+                var y = [Float](repeating: .nan, count: n * rows)
+                moe_half_matmul(packed, isF16, x, &y, n, rows, cols)
+                for i in 0..<n {
+                    for r in 0..<rows {
+                        let expected = (0..<cols).reduce(Float(0)) { $0 + widened[r * cols + $1] * x[i * cols + $1] }
+                        XCTAssertEqual(y[i * rows + r], expected, accuracy: 1e-4, "f16=\(isF16) n=\(n) [\(i), \(r)]")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A half-precision expert computes what the f32 expert over the same (widened) weights
+    /// computes, on both sides of the row count where it switches from the half-precision
+    /// kernel to widen-then-sgemm, and holds half the bytes.
+    func testHalfPrecisionExpertMatchesWidenedFeedForward() {
+        let hidden = 24, intermediate = 40
+        func halves(_ count: Int, seed: Int) -> [UInt16] {
+            let values: [Float] = (0..<count).map { Float((($0 + seed) * 31) % 89) / 200 - 0.2 }
+            var packed = [UInt16](repeating: 0, count: count)
+            moe_f32_to_bf16(values, &packed, count)
+            return packed
+        }
+        let g = HalfMatrix(rows: intermediate, columns: hidden, format: .bf16, values: halves(intermediate * hidden, seed: 1))
+        let u = HalfMatrix(rows: intermediate, columns: hidden, format: .bf16, values: halves(intermediate * hidden, seed: 2))
+        let d = HalfMatrix(rows: hidden, columns: intermediate, format: .bf16, values: halves(hidden * intermediate, seed: 3))
+        let half = HalfPrecisionExpert(gate: g, up: u, down: d)
+        let full = FeedForward(gate: Matrix(rows: intermediate, columns: hidden, values: g.widenedValues()),
+                               up: Matrix(rows: intermediate, columns: hidden, values: u.widenedValues()),
+                               down: Matrix(rows: hidden, columns: intermediate, values: d.widenedValues()))
+        XCTAssertEqual(half.residentBytes * 2, full.byteCount)
+        for n in [1, HalfMatrix.kernelRowLimit, HalfMatrix.kernelRowLimit + 1, 40] {
+            let x = Matrix(rows: n, columns: hidden, values: (0..<(n * hidden)).map { Float(($0 * 13) % 17) / 8 - 1 })
+            let expected = full.forward(x), actual = half.forward(x)
+            let worst = zip(actual.values, expected.values).map { abs($0 - $1) }.max()!
+            XCTAssertLessThan(worst, 1e-5, "n=\(n)")
+            XCTAssertGreaterThan(expected.values.map(abs).max()!, 0.01, "the test must not compare zeros")
+        }
+    }
 }

@@ -21,6 +21,13 @@ void moe_f32_to_bf16(const float *src, uint16_t *dst, size_t count);
 void moe_f32_to_f16(const float *src, uint16_t *dst, size_t count);
 
 /// y[r] = sum_c W[r, c] * x[c] for a row-major bfloat16 matrix W of shape rows x cols.
+/// (Sums in float32 in a different order than sgemv: equal to it within rounding, not bitwise.)
 void moe_bf16_gemv(const uint16_t *w, const float *x, float *y, size_t rows, size_t cols);
+
+/// y[i, r] = sum_c W[r, c] * x[i, c] for i < n: `n` float rows `x` [n, cols] times the
+/// transpose of a row-major half-precision matrix W [rows, cols] (bfloat16, or IEEE half
+/// when `is_f16` is nonzero), into `y` [n, rows]. Meant for a few rows (decode); every
+/// weight row is read from memory once whatever n is.
+void moe_half_matmul(const uint16_t *w, int is_f16, const float *x, float *y, size_t n, size_t rows, size_t cols);
 
 #endif

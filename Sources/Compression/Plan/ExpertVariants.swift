@@ -48,9 +48,10 @@ public struct StoreVariantProvider: ExpertVariantProvider, @unchecked Sendable {
     public let store: ExpertStore
     private let originals: StoreExpertSource
 
-    public init(store: ExpertStore) throws {
+    /// `precision` says how original 16-bit experts are held (derived variants have their own formats).
+    public init(store: ExpertStore, precision: ExpertPrecision = .float32) throws {
         self.store = store
-        originals = try StoreExpertSource(store: store)
+        originals = try StoreExpertSource(store: store, precision: precision)
     }
 
     public func expert(layer: Int, expert: Int, variant: UInt32) throws -> any Expert {
@@ -96,8 +97,11 @@ public enum PlanLoader {
         return plan
     }
 
-    public static func model(plan: CompressionPlan, store: ExpertStore) throws -> (model: MoEModel, experts: PlanExpertSource) {
-        let experts = try PlanExpertSource(plan: plan, provider: StoreVariantProvider(store: store))
+    /// `precision`: `.float32` (the default) reproduces the checkpoint's logits bit for bit;
+    /// `.stored` keeps original BF16/F16 experts in their format (what serving uses).
+    public static func model(plan: CompressionPlan, store: ExpertStore,
+                             precision: ExpertPrecision = .float32) throws -> (model: MoEModel, experts: PlanExpertSource) {
+        let experts = try PlanExpertSource(plan: plan, provider: StoreVariantProvider(store: store, precision: precision))
         let model = try MoEModel(description: store.modelDescription(), tensors: StoreTensorProvider(store: store),
                                  experts: experts, expertMaps: plan.expertMaps)
         return (model, experts)

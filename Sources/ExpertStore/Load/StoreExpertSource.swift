@@ -6,8 +6,9 @@ import MoE
 ///
 /// Each expert is loaded on first touch (or up front with `load(_:)`): its record's
 /// CRC-32C is checked once, then an f32 record whose weights are 16-byte aligned in the map
-/// is used in place (`MappedExpert`); anything else is widened to f32 once (`FeedForward`)
-/// and its mapped pages are released, so only the f32 copy stays resident.
+/// is used in place (`MappedExpert`); with `ExpertPrecision.stored`, so is a BF16/F16 record
+/// (`HalfPrecisionExpert`, computed by half-precision kernels). Anything else is widened to
+/// f32 once (`FeedForward`) and its mapped pages are released, so only the f32 copy stays resident.
 ///
 /// Threads: the source holds one long-lived read transaction (a consistent snapshot; its
 /// pages stay mapped and unchanged while the source lives). LMDB lets one thread use a
@@ -20,13 +21,17 @@ public final class StoreExpertSource: ExpertSource, @unchecked Sendable {
     public let variant: ExpertVariant
     /// The experts this source may load; nil allows all.
     public let allowed: Set<ExpertID>?
+    /// Whether 16-bit records are widened to f32 (bit-identical to the checkpoint path) or kept.
+    public let precision: ExpertPrecision
     private let description: ModelDescription
     private let snapshot: LMDBSnapshot
     private let lock = NSLock()
     private var loaded = [ExpertID: any Expert]()
 
-    public init(store: ExpertStore, variant: ExpertVariant = .original, allowing allowed: Set<ExpertID>? = nil) throws {
+    public init(store: ExpertStore, variant: ExpertVariant = .original, allowing allowed: Set<ExpertID>? = nil,
+                precision: ExpertPrecision = .float32) throws {
         self.store = store
+        self.precision = precision
         self.variant = variant
         self.allowed = allowed
         description = try store.modelDescription()
@@ -101,6 +106,14 @@ public final class StoreExpertSource: ExpertSource, @unchecked Sendable {
                                 up: parts[1].baseAddress!.assumingMemoryBound(to: Float.self),
                                 down: parts[2].baseAddress!.assumingMemoryBound(to: Float.self),
                                 hidden: h, intermediate: f, owner: snapshot)
+        }
+        if precision == .stored, let format = HalfMatrix.Format(sharedBy: header.tensors.map(\.dtype)),
+           parts.allSatisfy({ Int(bitPattern: $0.baseAddress) % 2 == 0 }) {
+            let m = (0..<3).map { i in
+                HalfMatrix(rows: header.tensors[i].shape[0], columns: header.tensors[i].shape[1], format: format,
+                           bits: parts[i].baseAddress!.assumingMemoryBound(to: UInt16.self), owner: snapshot)
+            }
+            return HalfPrecisionExpert(gate: m[0], up: m[1], down: m[2])
         }
         let m = try (0..<3).map { try TensorWidening.matrix(parts[$0], layout: header.tensors[$0], record: name, store: store.path) }
         MappedPages.release(record)

@@ -34,14 +34,15 @@ struct DecoderLayer: Sendable {
         }
     }
 
-    func forward(_ hidden: inout Matrix, rope: RotaryEmbedding, cache: inout KVCache.Layer, past: Int,
+    /// Runs the stacked rows of the sequences in `segments`, each extending its cache in `caches`.
+    func forward(_ hidden: inout Matrix, rope: RotaryEmbedding, caches: inout [KVCache.Layer], segments: [SequenceSegment],
                  epsilon: Float, experts: some ExpertSource, observer: (any RoutingObserver)? = nil) throws {
         var normed = hidden
         Functions.rmsNorm(&normed, weight: inputNorm, epsilon: epsilon)
         let attended: Matrix
         switch attention {
-        case let .grouped(block): attended = block.forward(normed, rope: rope, cache: &cache, past: past, epsilon: epsilon)
-        case let .latent(block): attended = block.forward(normed, rope: rope, cache: &cache, past: past, epsilon: epsilon)
+        case let .grouped(block): attended = block.forward(normed, rope: rope, caches: &caches, segments: segments, epsilon: epsilon)
+        case let .latent(block): attended = block.forward(normed, rope: rope, caches: &caches, segments: segments, epsilon: epsilon)
         }
         LinearAlgebra.add(&hidden, attended)
 

@@ -34,7 +34,8 @@ struct GroupedQueryAttention: Sendable {
         }
     }
 
-    func forward(_ x: Matrix, rope: RotaryEmbedding, cache: inout KVCache.Layer, past: Int, epsilon: Float) -> Matrix {
+    /// Attention for the stacked rows of one or more sequences (`segments`), each extending its own cache.
+    func forward(_ x: Matrix, rope: RotaryEmbedding, caches: inout [KVCache.Layer], segments: [SequenceSegment], epsilon: Float) -> Matrix {
         var queries = LinearAlgebra.linear(x, q)
         var keys = LinearAlgebra.linear(x, k)
         var values = LinearAlgebra.linear(x, v)
@@ -51,14 +52,18 @@ struct GroupedQueryAttention: Sendable {
             for i in values.values.indices { values.values[i] = min(max(values.values[i], -clip), clip) }
         }
         let headDim = config.queryKeyHeadDim
-        rope.apply(&queries, heads: config.headCount, headDim: headDim, startPosition: past)
-        rope.apply(&keys, heads: config.keyValueHeadCount, headDim: headDim, startPosition: past)
-        cache.keys.append(contentsOf: keys.values)
-        cache.values.append(contentsOf: values.values)
-        let attended = AttentionKernel.attend(
-            queries: queries, keys: cache.keys, values: cache.values, past: past,
-            heads: config.headCount, kvHeads: config.keyValueHeadCount, keyDim: headDim, valueDim: headDim,
-            scale: config.softmaxScale, slidingWindow: config.slidingWindow)
+        let attended = segments.stackingRows(of: [queries, keys, values]) { s, qkv in
+            var (queries, keys) = (qkv[0], qkv[1])
+            let past = segments[s].past
+            rope.apply(&queries, heads: config.headCount, headDim: headDim, startPosition: past)
+            rope.apply(&keys, heads: config.keyValueHeadCount, headDim: headDim, startPosition: past)
+            caches[s].keys.append(contentsOf: keys.values)
+            caches[s].values.append(contentsOf: qkv[2].values)
+            return AttentionKernel.attend(
+                queries: queries, keys: caches[s].keys, values: caches[s].values, past: past,
+                heads: config.headCount, kvHeads: config.keyValueHeadCount, keyDim: headDim, valueDim: headDim,
+                scale: config.softmaxScale, slidingWindow: config.slidingWindow)
+        }
         return LinearAlgebra.linear(attended, o)
     }
 }

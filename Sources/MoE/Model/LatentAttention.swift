@@ -36,47 +36,52 @@ struct LatentAttention: Sendable {
         }
     }
 
-    func forward(_ x: Matrix, rope: RotaryEmbedding, cache: inout KVCache.Layer, past: Int, epsilon: Float) -> Matrix {
+    /// Attention for the stacked rows of one or more sequences (`segments`), each extending its own cache.
+    func forward(_ x: Matrix, rope: RotaryEmbedding, caches: inout [KVCache.Layer], segments: [SequenceSegment], epsilon: Float) -> Matrix {
         let heads = config.headCount
         let (nope, ropeDim, valueDim, rank) = (latent.noPositionHeadDim, latent.ropeHeadDim, config.valueHeadDim, latent.keyValueLoraRank)
         let qkDim = nope + ropeDim
-        var queries: Matrix
+        let allQueries: Matrix
         if let qProj {
-            queries = LinearAlgebra.linear(x, qProj)
+            allQueries = LinearAlgebra.linear(x, qProj)
         } else {
             var compressed = LinearAlgebra.linear(x, qA!)
             Functions.rmsNorm(&compressed, weight: qANorm!, epsilon: epsilon)
-            queries = LinearAlgebra.linear(compressed, qB!)
+            allQueries = LinearAlgebra.linear(compressed, qB!)
         }
-        // The rope part is the tail of each query head.
-        rope.apply(&queries, heads: heads, headDim: qkDim, offset: nope, startPosition: past)
-
         let compressedKV = LinearAlgebra.linear(x, kvA)             // [T, rank + ropeDim]
         var kvLatent = compressedKV.columns(0..<rank)
         Functions.rmsNorm(&kvLatent, weight: kvANorm, epsilon: epsilon)
-        var sharedRopeKey = compressedKV.columns(rank..<(rank + ropeDim))
-        rope.apply(&sharedRopeKey, heads: 1, headDim: ropeDim, startPosition: past)
-        let expanded = LinearAlgebra.linear(kvLatent, kvB)           // [T, heads · (nope + valueDim)]
+        let allRopeKeys = compressedKV.columns(rank..<(rank + ropeDim))
+        let allExpanded = LinearAlgebra.linear(kvLatent, kvB)       // [T, heads · (nope + valueDim)]
 
-        // Per-head keys [nope | rope] and values, appended to the cache.
-        let newCount = x.rows
-        var keys = [Float](repeating: 0, count: newCount * heads * qkDim)
-        var values = [Float](repeating: 0, count: newCount * heads * valueDim)
-        for t in 0..<newCount {
-            for h in 0..<heads {
-                let source = t * expanded.columns + h * (nope + valueDim)
-                let keyBase = (t * heads + h) * qkDim
-                for i in 0..<nope { keys[keyBase + i] = expanded.values[source + i] }
-                for i in 0..<ropeDim { keys[keyBase + nope + i] = sharedRopeKey.values[t * ropeDim + i] }
-                let valueBase = (t * heads + h) * valueDim
-                for i in 0..<valueDim { values[valueBase + i] = expanded.values[source + nope + i] }
+        let attended = segments.stackingRows(of: [allQueries, allRopeKeys, allExpanded]) { s, parts in
+            let past = segments[s].past
+            var (queries, sharedRopeKey) = (parts[0], parts[1])
+            let expanded = parts[2]
+            // The rope part is the tail of each query head; one rope key is shared by all heads.
+            rope.apply(&queries, heads: heads, headDim: qkDim, offset: nope, startPosition: past)
+            rope.apply(&sharedRopeKey, heads: 1, headDim: ropeDim, startPosition: past)
+            // Per-head keys [nope | rope] and values, appended to the cache.
+            let newCount = queries.rows
+            var keys = [Float](repeating: 0, count: newCount * heads * qkDim)
+            var values = [Float](repeating: 0, count: newCount * heads * valueDim)
+            for t in 0..<newCount {
+                for h in 0..<heads {
+                    let source = t * expanded.columns + h * (nope + valueDim)
+                    let keyBase = (t * heads + h) * qkDim
+                    for i in 0..<nope { keys[keyBase + i] = expanded.values[source + i] }
+                    for i in 0..<ropeDim { keys[keyBase + nope + i] = sharedRopeKey.values[t * ropeDim + i] }
+                    let valueBase = (t * heads + h) * valueDim
+                    for i in 0..<valueDim { values[valueBase + i] = expanded.values[source + nope + i] }
+                }
             }
+            caches[s].keys.append(contentsOf: keys)
+            caches[s].values.append(contentsOf: values)
+            return AttentionKernel.attend(
+                queries: queries, keys: caches[s].keys, values: caches[s].values, past: past, heads: heads, kvHeads: heads,
+                keyDim: qkDim, valueDim: valueDim, scale: config.softmaxScale, slidingWindow: nil)
         }
-        cache.keys.append(contentsOf: keys)
-        cache.values.append(contentsOf: values)
-        let attended = AttentionKernel.attend(
-            queries: queries, keys: cache.keys, values: cache.values, past: past, heads: heads, kvHeads: heads,
-            keyDim: qkDim, valueDim: valueDim, scale: config.softmaxScale, slidingWindow: nil)
         return LinearAlgebra.linear(attended, o)
     }
 }

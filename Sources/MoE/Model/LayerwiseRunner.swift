@@ -54,8 +54,9 @@ public struct LayerwiseRunner: Sendable {
 
         /// Runs one whole sequence through this layer (a prefill from position 0).
         public func run(_ hidden: inout Matrix, experts: some ExpertSource, observer: (any RoutingObserver)? = nil) throws {
-            var cache = KVCache.Layer()
-            try weights.forward(&hidden, rope: rope, cache: &cache, past: 0, epsilon: epsilon, experts: experts, observer: observer)
+            var caches = [KVCache.Layer()]
+            try weights.forward(&hidden, rope: rope, caches: &caches, segments: [SequenceSegment(rows: 0..<hidden.rows, past: 0)],
+                                epsilon: epsilon, experts: experts, observer: observer)
         }
     }
 }

@@ -49,23 +49,54 @@ public final class MoEModel: Sendable {
     /// their next-token logits, one row of `vocabularySize` per token.
     /// An observer, when given, receives every MoE layer's routing and expert outputs.
     public func forward(_ tokens: [Int], cache: inout KVCache, observer: (any RoutingObserver)? = nil) throws -> Matrix {
-        guard !tokens.isEmpty else { throw ModelError.emptyInput }
+        // A batch of one: the cache moves into the batch and back, without a copy.
+        var caches = [KVCache]()
+        caches.append(cache)
+        cache = KVCache(layerCount: 0)
+        defer { cache = caches[0] }
+        return try forward(batch: [tokens], caches: &caches, observer: observer)[0]
+    }
+
+    /// One step for several sequences at once: `batch[i]` are new tokens of the sequence whose
+    /// cache is `caches[i]` (a prompt to prefill, or the one token to decode). Their rows are
+    /// stacked so each weight matrix, and each expert chosen by any of them, is read once for
+    /// the whole batch. Returns each sequence's logits, one row per new token.
+    ///
+    /// Batched results equal separate forward passes within rounding (a product over several
+    /// rows sums in another order than one over a single row). If it throws, the caches
+    /// may hold part of the step and should be discarded.
+    public func forward(batch: [[Int]], caches: inout [KVCache], observer: (any RoutingObserver)? = nil) throws -> [Matrix] {
+        precondition(batch.count == caches.count, "\(batch.count) sequences need as many caches, got \(caches.count)")
         let vocab = description.vocabularySize
-        if let bad = tokens.first(where: { $0 < 0 || $0 >= vocab }) {
-            throw ModelError.tokenOutOfRange(token: bad, vocabularySize: vocab)
+        var segments = [SequenceSegment]()
+        var start = 0
+        for (tokens, cache) in zip(batch, caches) {
+            guard !tokens.isEmpty else { throw ModelError.emptyInput }
+            if let bad = tokens.first(where: { $0 < 0 || $0 >= vocab }) {
+                throw ModelError.tokenOutOfRange(token: bad, vocabularySize: vocab)
+            }
+            guard cache.length + tokens.count <= description.maxPositionEmbeddings else {
+                throw ModelError.contextOverflow(requested: cache.length + tokens.count, limit: description.maxPositionEmbeddings)
+            }
+            segments.append(SequenceSegment(rows: start..<(start + tokens.count), past: cache.length))
+            start += tokens.count
         }
-        let past = cache.length
-        guard past + tokens.count <= description.maxPositionEmbeddings else {
-            throw ModelError.contextOverflow(requested: past + tokens.count, limit: description.maxPositionEmbeddings)
-        }
-        var hidden = embedding.gatherRows(tokens)
+        guard !segments.isEmpty else { throw ModelError.emptyInput }
+        var hidden = embedding.gatherRows(batch.flatMap { $0 })
         for (l, layer) in layers.enumerated() {
-            try layer.forward(&hidden, rope: rope, cache: &cache.layers[l], past: past,
+            // Move each sequence's layer cache out and back in, so appending never copies it.
+            var layerCaches = caches.indices.map { i in
+                defer { caches[i].layers[l] = KVCache.Layer() }
+                return caches[i].layers[l]
+            }
+            defer { for i in caches.indices { caches[i].layers[l] = layerCaches[i] } }
+            try layer.forward(&hidden, rope: rope, caches: &layerCaches, segments: segments,
                               epsilon: description.rmsNormEpsilon, experts: experts, observer: observer)
         }
-        cache.length = past + tokens.count
+        for (i, tokens) in batch.enumerated() { caches[i].length += tokens.count }
         Functions.rmsNorm(&hidden, weight: finalNorm, epsilon: description.rmsNormEpsilon)
-        return LinearAlgebra.linear(hidden, outputHead)
+        let logits = LinearAlgebra.linear(hidden, outputHead)
+        return segments.count == 1 ? [logits] : segments.map { logits.rows($0.rows) }
     }
 
     /// Logits for a whole sequence in one prefill, without keeping a cache.

@@ -5,6 +5,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case contextOverflow(requested: Int, limit: Int)
     case noSuchExpert(layer: Int, expert: Int)
     case invalidExpertMap(layer: Int, reason: String)
+    case generatorClosed
 
     public var description: String {
         switch self {
@@ -18,6 +19,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
             return "layer \(layer) has no expert \(expert)"
         case let .invalidExpertMap(layer, reason):
             return "the plan's expert map for layer \(layer) does not fit the model: \(reason)"
+        case .generatorClosed:
+            return "the batch generator has been closed and takes no new requests"
         }
     }
 }
