@@ -56,7 +56,7 @@ final class StoreLogitsTests: StoreTestCase {
         }
     }
 
-    /// With `.stored`, BF16/F16 experts stay 16-bit, used in place from the map: half the
+    /// With `.stored`, BF16/F16 experts stay 16-bit (copied out of the map as stored): half the
     /// resident bytes, and logits equal to the widened path within rounding (prefill and
     /// decode), with the same greedy choice everywhere.
     func testStoredPrecisionKeepsHalfExpertsAndMatchesWidenedLogits() throws {

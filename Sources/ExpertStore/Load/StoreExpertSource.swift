@@ -6,9 +6,10 @@ import MoE
 ///
 /// Each expert is loaded on first touch (or up front with `load(_:)`): its record's
 /// CRC-32C is checked once, then an f32 record whose weights are 16-byte aligned in the map
-/// is used in place (`MappedExpert`); with `ExpertPrecision.stored`, so is a BF16/F16 record
-/// (`HalfPrecisionExpert`, computed by half-precision kernels). Anything else is widened to
-/// f32 once (`FeedForward`) and its mapped pages are released, so only the f32 copy stays resident.
+/// is used in place (`MappedExpert`). With `ExpertPrecision.stored` a BF16/F16 record is
+/// copied as it is (`HalfPrecisionExpert`, computed by half-precision kernels); anything else
+/// is widened to f32 once (`FeedForward`). Either way its mapped pages are then released, so
+/// only the copy stays resident.
 ///
 /// Threads: the source holds one long-lived read transaction (a consistent snapshot; its
 /// pages stay mapped and unchanged while the source lives). LMDB lets one thread use a
@@ -107,12 +108,17 @@ public final class StoreExpertSource: ExpertSource, @unchecked Sendable {
                                 down: parts[2].baseAddress!.assumingMemoryBound(to: Float.self),
                                 hidden: h, intermediate: f, owner: snapshot)
         }
-        if precision == .stored, let format = HalfMatrix.Format(sharedBy: header.tensors.map(\.dtype)),
-           parts.allSatisfy({ Int(bitPattern: $0.baseAddress) % 2 == 0 }) {
+        if precision == .stored, let format = HalfMatrix.Format(sharedBy: header.tensors.map(\.dtype)) {
+            // Copied out and the mapped pages released, as for widened experts: resident
+            // memory is then exactly the plan's experts, whatever the kernel maps around them.
             let m = (0..<3).map { i in
                 HalfMatrix(rows: header.tensors[i].shape[0], columns: header.tensors[i].shape[1], format: format,
-                           bits: parts[i].baseAddress!.assumingMemoryBound(to: UInt16.self), owner: snapshot)
+                           values: [UInt16](unsafeUninitializedCapacity: parts[i].count / 2) { buffer, count in
+                               UnsafeMutableRawBufferPointer(buffer).copyMemory(from: parts[i])
+                               count = parts[i].count / 2
+                           })
             }
+            MappedPages.release(record)
             return HalfPrecisionExpert(gate: m[0], up: m[1], down: m[2])
         }
         let m = try (0..<3).map { try TensorWidening.matrix(parts[$0], layout: header.tensors[$0], record: name, store: store.path) }
