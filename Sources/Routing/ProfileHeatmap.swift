@@ -37,7 +37,7 @@ public struct ProfileHeatmap {
             out += "<text x=\"\(left - 6)\" y=\"\(y + cellSize - 5)\" text-anchor=\"end\">\(Self.escape(layerLabels[r]))</text>\n"
             for (c, value) in row.enumerated() {
                 let x = left + c * cellSize
-                out += "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(cellSize - 1)\" height=\"\(cellSize - 1)\" fill=\"\(color(value, low: low, high: high))\"><title>layer \(layerLabels[r]), expert \(c): \(String(format: "%.4g", value))</title></rect>\n"
+                out += "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(cellSize - 1)\" height=\"\(cellSize - 1)\" fill=\"\(color(value, low: low, high: high))\"><title>\(Self.escape(layerLabels[r])), expert \(c): \(String(format: "%.4g", value))</title></rect>\n"
             }
         }
         for c in stride(from: 0, to: columns, by: max(1, columns / 16)) {

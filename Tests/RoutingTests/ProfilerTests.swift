@@ -120,6 +120,7 @@ final class HeatmapTests: XCTestCase {
         let svg = map.svg()
         XCTAssertEqual(svg.components(separatedBy: "<title>").count - 1, 4)     // one cell per (layer, expert)
         XCTAssertTrue(svg.contains("a&lt;b"))
+        XCTAssertTrue(svg.contains("<title>1, expert 1: 4</title>"))          // the caller's layer label, once
         let diverging = ProfileHeatmap(title: "", values: [[-2, 2]], layerLabels: ["0"], signed: true)
         XCTAssertEqual(diverging.color(2, low: -2, high: 2), "#2166ac")
         XCTAssertEqual(diverging.color(-2, low: -2, high: 2), "#b2182b")
