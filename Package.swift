@@ -32,7 +32,7 @@ let package = Package(
             name: "moekit",
             dependencies: ["MoE", "Routing", "ExpertStore", "Compression", "MoEServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .executableTarget(name: "moekit-bench", dependencies: ["MoE", "Routing", "CBLAS"], path: "Benchmarks/moekit-bench"),
+        .executableTarget(name: "moekit-bench", dependencies: ["MoE", "Routing", "CBLAS", "CKernels"], path: "Benchmarks/moekit-bench"),
         .executableTarget(name: "profile-bench", dependencies: ["MoE", "Routing", "ExpertStore"], path: "Benchmarks/profile-bench"),
         .executableTarget(name: "store-bench", dependencies: ["MoE", "ExpertStore"], path: "Benchmarks/store-bench"),
         .executableTarget(name: "serve-bench", dependencies: ["MoEServer", "Compression", "ExpertStore", "MoE", "Routing", "CBLAS"], path: "Benchmarks/serve-bench"),

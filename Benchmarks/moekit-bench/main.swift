@@ -1,11 +1,14 @@
 import CBLAS
+import CKernels
 import Foundation
 import MoE
 import Routing
 
 // Forward-pass benchmark: prefill and decode tokens/s of a random MoE of realistic layer
 // shape (Qwen3-30B-A3B's: hidden 2048, 32 heads of 128, 4 KV heads, experts 768 wide, top-8),
-// next to this machine's sgemm GFLOP/s measured in the same run.
+// next to this machine's sgemm GFLOP/s measured in the same run; then several sequences
+// decoding together (one forward pass per step) against one, and the small-batch product
+// kernel against the OpenBLAS calls it replaces.
 // Run: swift run -c release moekit-bench   (add `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`
 // in front to let OpenBLAS pick its AVX-512 kernels; the default keeps the machine's settings).
 
@@ -104,3 +107,50 @@ print(String(format: "decode:                %7.1f tokens/s  (%.1f GFLOP/s effec
 let decodeBandwidth = decodeRate * activeParameters * 4 / 1e9
 print(String(format: "decode weight traffic: %7.1f GB/s (%.2fx of sgemv bandwidth)", decodeBandwidth, decodeBandwidth / gemvBandwidth))
 print(String(format: "active parameters per token: %.1f M", activeParameters / 1e6))
+
+// 3. Sequences sharing decode steps: one forward pass advances every sequence by a token, so
+// dense weights are read once per step and experts chosen by several sequences once.
+print("sequences sharing a decode step (\(decodeSteps) steps after 16 prompt tokens each):")
+var singleRate: Double?
+for count in [1, 2, 4, 8] {
+    let prompts = (0..<count).map { s in (0..<16).map { ($0 * 7919 + s * 104729) % vocabulary } }
+    let prefill = try best(of: 3) { var caches = prompts.map { _ in model.makeCache() }; _ = try model.forward(batch: prompts, caches: &caches) }
+    let total = try best(of: 3) {
+        var caches = prompts.map { _ in model.makeCache() }
+        _ = try model.forward(batch: prompts, caches: &caches)
+        for step in 0..<decodeSteps { _ = try model.forward(batch: (0..<count).map { [($0 * 31 + step + 1) % vocabulary] }, caches: &caches) }
+    }
+    let rate = Double(count * decodeSteps) / (total - prefill)
+    let base = singleRate ?? rate
+    singleRate = base
+    print(String(format: "  %d sequence(s): %8.1f tokens/s in all  (%.2fx of one sequence)", count, rate, rate / base))
+}
+
+// 4. The product of a few rows with a weight (decode of several sequences): sgemm packs the
+// whole weight on every call; moe_f32_matmul reads each weight row once for all rows, and
+// LinearAlgebra.linear splits a product this large over the cores.
+let kernelRows = 2048, kernelColumns = 2048
+let kernelWeight = (0..<(kernelRows * kernelColumns)).map { Float(($0 * 7) % 13) / 13 - 0.5 }
+print("product of n rows with a \(kernelRows)x\(kernelColumns) f32 weight, microseconds (best of 20):")
+for rowsIn in [2, 4, 8] {
+    let x = (0..<(rowsIn * kernelColumns)).map { Float($0 % 5) / 5 }
+    var y = [Float](repeating: 0, count: rowsIn * kernelRows)
+    let viaSgemm = best(of: 20) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rowsIn), Int32(kernelRows), Int32(kernelColumns), 1,
+                    x, Int32(kernelColumns), kernelWeight, Int32(kernelColumns), 0, &y, Int32(kernelRows))
+    }
+    let viaSgemv = best(of: 20) {
+        for r in 0..<rowsIn {
+            x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(kernelRows), Int32(kernelColumns), 1, kernelWeight, Int32(kernelColumns),
+                            xp.baseAddress! + r * kernelColumns, 1, 0, yp.baseAddress! + r * kernelRows, 1)
+            } }
+        }
+    }
+    let viaKernel = best(of: 20) { moe_f32_matmul(kernelWeight, x, &y, rowsIn, kernelRows, kernelColumns, kernelRows) }
+    let weightMatrix = Matrix(rows: kernelRows, columns: kernelColumns, values: kernelWeight)
+    let input = Matrix(rows: rowsIn, columns: kernelColumns, values: x)
+    let viaLibrary = best(of: 20) { _ = LinearAlgebra.linear(input, weightMatrix) }
+    print(String(format: "  n=%d: sgemm %7.1f   n x sgemv %7.1f   moe_f32_matmul (one thread) %7.1f   LinearAlgebra.linear %7.1f  (%.2fx of sgemm, %.2fx of n x sgemv)",
+                 rowsIn, viaSgemm * 1e6, viaSgemv * 1e6, viaKernel * 1e6, viaLibrary * 1e6, viaSgemm / viaLibrary, viaSgemv / viaLibrary))
+}

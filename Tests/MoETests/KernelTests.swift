@@ -68,7 +68,7 @@ final class KernelTests: XCTestCase {
                 moe_f32_to_bf16(weights, &packed, weights.count)
                 moe_bf16_to_f32(packed, &widened, weights.count)
             }
-            for n in [1, 3, 16] {
+            for n in [1, 2, 3, 5, 16] {
                 let x: [Float] = (0..<(n * cols)).map { Float(($0 * 7) % 11) / 4 - 1 }
                 var y = [Float](repeating: .nan, count: n * rows)
                 moe_half_matmul(packed, isF16, x, &y, n, rows, cols)
@@ -109,4 +109,81 @@ final class KernelTests: XCTestCase {
             XCTAssertGreaterThan(expected.values.map(abs).max()!, 0.01, "the test must not compare zeros")
         }
     }
+
+    /// `moe_f32_matmul` (the 2-8-row dense kernel) against double-precision sums, with row
+    /// counts that leave partial 4-row blocks, input counts that leave partial 3-input blocks,
+    /// a column count with a scalar tail, and an output stride wider than the row count whose
+    /// gaps must stay untouched. Every result equals the one computed for its input alone.
+    func testF32MatmulMatchesDoubleSumsAndIgnoresBlocking() {
+        let cols = 45
+        for rows in [1, 7, 13] {
+            let w: [Float] = (0..<(rows * cols)).map { Float(($0 * 53) % 97) / 40 - 1.2 }
+            for n in [1, 2, 3, 4, 5, 8] {
+                let x: [Float] = (0..<(n * cols)).map { Float(($0 * 7) % 11) / 4 - 1 }
+                let stride = rows + 3
+                var y = [Float](repeating: .nan, count: n * stride)
+                moe_f32_matmul(w, x, &y, n, rows, cols, stride)
+                for i in 0..<n {
+                    var alone = [Float](repeating: .nan, count: rows)
+                    moe_f32_matmul(w, Array(x[(i * cols)..<((i + 1) * cols)]), &alone, 1, rows, cols, rows)
+                    for r in 0..<rows {
+                        let expected = (0..<cols).reduce(0.0) { $0 + Double(w[r * cols + $1]) * Double(x[i * cols + $1]) }
+                        XCTAssertEqual(Double(y[i * stride + r]), expected, accuracy: 1e-4, "rows=\(rows) n=\(n) [\(i), \(r)]")
+                        XCTAssertEqual(y[i * stride + r].bitPattern, alone[r].bitPattern, "rows=\(rows) n=\(n) [\(i), \(r)]")
+                    }
+                    for gap in rows..<stride { XCTAssertTrue(y[i * stride + gap].isNaN, "stride gap written") }
+                }
+            }
+        }
+    }
+
+    /// `LinearAlgebra.linear` on each side of its kernel switches (sgemv for one row, the small
+    /// kernel up to `smallBatchLimit`, sgemm above) gives the double-precision product.
+    func testLinearAcrossKernelSwitches() {
+        let rows = 33, cols = 70
+        let w = Matrix(rows: rows, columns: cols, values: (0..<(rows * cols)).map { Float(($0 * 29) % 83) / 30 - 1.3 })
+        for n in [1, 2, LinearAlgebra.smallBatchLimit, LinearAlgebra.smallBatchLimit + 1, 20] {
+            let x = Matrix(rows: n, columns: cols, values: (0..<(n * cols)).map { Float(($0 * 11) % 13) / 6 - 1 })
+            let y = LinearAlgebra.linear(x, w)
+            XCTAssertEqual(y.rows, n)
+            XCTAssertEqual(y.columns, rows)
+            for i in 0..<n {
+                for r in 0..<rows {
+                    let expected = (0..<cols).reduce(0.0) { $0 + Double(w.values[r * cols + $1]) * Double(x.values[i * cols + $1]) }
+                    XCTAssertEqual(Double(y.values[i * rows + r]), expected, accuracy: 1e-4, "n=\(n) [\(i), \(r)]")
+                }
+            }
+        }
+        XCTAssertEqual(LinearAlgebra.linear(Matrix(zeros: 0, cols), w).values.count, 0)
+    }
+
+
+    /// Experts that compute on the calling thread run side by side in a step of several tokens;
+    /// each result is bit-identical to running that expert alone, and f32 experts (OpenBLAS)
+    /// are not run in parallel.
+    func testExpertsOfABatchedStepRunInParallelWithIdenticalResults() {
+        let hidden = 16, intermediate = 24
+        func half(_ rows: Int, _ columns: Int, seed: Int) -> HalfMatrix {
+            let values: [Float] = (0..<(rows * columns)).map { Float((($0 + seed) * 37) % 101) / 120 - 0.4 }
+            var packed = [UInt16](repeating: 0, count: values.count)
+            moe_f32_to_bf16(values, &packed, values.count)
+            return HalfMatrix(rows: rows, columns: columns, format: .bf16, values: packed)
+        }
+        let experts: [any Expert] = (0..<6).map { e in
+            HalfPrecisionExpert(gate: half(intermediate, hidden, seed: 3 * e), up: half(intermediate, hidden, seed: 3 * e + 1),
+                                down: half(hidden, intermediate, seed: 3 * e + 2))
+        }
+        XCTAssertTrue(experts.allSatisfy(\.computesOnCallingThread))
+        XCTAssertFalse(FeedForward(gate: Matrix(zeros: 2, 2), up: Matrix(zeros: 2, 2), down: Matrix(zeros: 2, 2)).computesOnCallingThread)
+        let inputs = (0..<6).map { e in
+            Matrix(rows: 1 + e % 3, columns: hidden, values: (0..<((1 + e % 3) * hidden)).map { Float(($0 * 5 + e) % 9) / 4 - 1 })
+        }
+        for _ in 0..<20 {
+            let together = MoEBlock.run(experts, on: inputs, tokens: 4)
+            for (e, result) in together.enumerated() {
+                XCTAssertEqual(result.values.map(\.bitPattern), experts[e].forward(inputs[e]).values.map(\.bitPattern), "expert \(e)")
+            }
+        }
+    }
+
 }

@@ -27,7 +27,15 @@ void moe_bf16_gemv(const uint16_t *w, const float *x, float *y, size_t rows, siz
 /// y[i, r] = sum_c W[r, c] * x[i, c] for i < n: `n` float rows `x` [n, cols] times the
 /// transpose of a row-major half-precision matrix W [rows, cols] (bfloat16, or IEEE half
 /// when `is_f16` is nonzero), into `y` [n, rows]. Meant for a few rows (decode); every
-/// weight row is read from memory once whatever n is.
+/// weight row is read from memory once whatever n is. Each result depends only on its weight
+/// row and input row (not on n), but the sums for n > 1 run in a different order than for n = 1.
 void moe_half_matmul(const uint16_t *w, int is_f16, const float *x, float *y, size_t n, size_t rows, size_t cols);
+
+/// y[i * ldy + r] = sum_c W[r, c] * x[i, c] for i < n: a few float rows `x` [n, cols] times
+/// the transpose of a row-major float matrix W [rows, cols]; `ldy` >= rows is the stride of
+/// y's rows (to write a column block of a wider output). For 2-8 rows, where sgemm's packing
+/// of W costs more than the product. Each result depends only on its weight row and input
+/// row, never on n, on where the row falls in a block, or on ldy.
+void moe_f32_matmul(const float *w, const float *x, float *y, size_t n, size_t rows, size_t cols, size_t ldy);
 
 #endif

@@ -37,6 +37,9 @@ public struct QuantizedExpert: Expert {
 
     public var residentBytes: Int { gate.byteCount + up.byteCount + down.byteCount }
 
+    /// One row is the fused dequantize-dot kernel, a few rows `LinearAlgebra`'s small-batch kernel.
+    public var computesOnCallingThread: Bool { true }
+
     /// The f32 expert these codes stand for.
     public func dequantized() -> FeedForward {
         FeedForward(gate: gate.dequantized(), up: up.dequantized(), down: down.dequantized())

@@ -1,4 +1,3 @@
-import CBLAS
 import CKernels
 import MoE
 
@@ -39,11 +38,9 @@ extension QuantizedMatrix {
                             let count = Swift.min(blockRows, rows - start)
                             moe_quant_dequantize_rows(packed, scales, minimums, UInt32(bits), groupSize, columns,
                                                       start, count, sp.baseAddress)
-                            // out[:, start ..< start+count] = x · blockᵀ, written in place through ldc.
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                                        Int32(x.rows), Int32(count), Int32(columns), 1,
-                                        xp.baseAddress, Int32(columns), sp.baseAddress, Int32(columns),
-                                        0, op.baseAddress! + start, Int32(rows))
+                            // out[:, start ..< start+count] = x · blockᵀ, written in place through the stride.
+                            LinearAlgebra.linear(xp.baseAddress!, count: x.rows, sp.baseAddress!, rows: count, columns: columns,
+                                                 into: op.baseAddress! + start, stride: rows)
                         }
                     }
                 }

@@ -1,10 +1,9 @@
-import CBLAS
 import MoE
 
 /// An f32 expert used where it lies in the store's memory map: no copy, no allocation
-/// for weights. It makes exactly the OpenBLAS calls `LinearAlgebra.linear` makes (sgemv
-/// for one row, sgemm otherwise, same arguments), so its output is bit-identical to a
-/// `FeedForward` holding the same weights.
+/// for weights. Its products go through `LinearAlgebra.linear`'s pointer form, the same
+/// kernels with the same arguments, so its output is bit-identical to a `FeedForward`
+/// holding the same weights.
 ///
 /// The pointers stay valid because `owner` keeps the read transaction (and with it the
 /// environment and the pages of this snapshot) alive.
@@ -31,13 +30,8 @@ struct MappedExpert: Expert, @unchecked Sendable {
         guard x.rows > 0, rows > 0 else { return out }
         x.values.withUnsafeBufferPointer { v in
             out.values.withUnsafeMutableBufferPointer { y in
-                if x.rows == 1 {
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(rows), Int32(columns),
-                                1, weight, Int32(columns), v.baseAddress, 1, 0, y.baseAddress, 1)
-                } else {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(x.rows), Int32(rows), Int32(columns), 1,
-                                v.baseAddress, Int32(columns), weight, Int32(columns), 0, y.baseAddress, Int32(rows))
-                }
+                LinearAlgebra.linear(v.baseAddress!, count: x.rows, weight, rows: rows, columns: columns,
+                                     into: y.baseAddress!, stride: rows)
             }
         }
         return out

@@ -139,12 +139,15 @@ public final class BatchGenerator: @unchecked Sendable {
                 condition.unlock()
 
                 let finished = step()
-                condition.withLock {
-                    for (sequence, outcome) in finished {
-                        sequence.onToken = nil
-                        sequence.outcome = outcome
+                if !finished.isEmpty {
+                    // Waking the callers only when one of them is done keeps the others asleep.
+                    condition.withLock {
+                        for (sequence, outcome) in finished {
+                            sequence.onToken = nil
+                            sequence.outcome = outcome
+                        }
+                        condition.broadcast()
                     }
-                    condition.broadcast()
                 }
             }
         }

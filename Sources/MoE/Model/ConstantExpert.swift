@@ -14,4 +14,5 @@ public struct ConstantExpert: Expert {
     }
 
     public var residentBytes: Int { vector.count * MemoryLayout<Float>.size }
+    public var computesOnCallingThread: Bool { true }
 }

@@ -5,6 +5,15 @@ public protocol Expert: Sendable {
     func forward(_ x: Matrix) -> Matrix
     /// Bytes of weights this expert keeps in memory.
     var residentBytes: Int { get }
+    /// Whether `forward` on a few rows (up to `LinearAlgebra.smallBatchLimit`) works on the
+    /// calling thread alone. Such experts may run side by side on the cores; experts whose
+    /// products go to OpenBLAS (which threads even a matrix-vector product) must not, or
+    /// its threads and ours fight over the cores.
+    var computesOnCallingThread: Bool { get }
+}
+
+extension Expert {
+    public var computesOnCallingThread: Bool { false }
 }
 
 extension FeedForward: Expert {

@@ -118,4 +118,7 @@ public struct HalfPrecisionExpert: Expert {
     }
 
     public var residentBytes: Int { gate.byteCount + up.byteCount + down.byteCount }
+
+    /// Up to `HalfMatrix.kernelRowLimit` rows the products are the half-precision kernel's.
+    public var computesOnCallingThread: Bool { true }
 }

@@ -1,3 +1,4 @@
+import Dispatch
 import Routing
 
 /// A mixture-of-experts feed-forward block: router, routed experts (from an `ExpertSource`),
@@ -62,10 +63,11 @@ struct MoEBlock: Sendable {
         let slots = config.topK
         var output = Matrix(zeros: x.rows, width)
         var slotOutputs = observer == nil ? [] : [Float](repeating: 0, count: x.rows * slots * width)
-        for (e, routed) in assignments.enumerated() where !routed.isEmpty {
-            let expert = try experts.expert(layer: layer, index: e)
-            let result = expert.forward(x.gatherRows(routed.map(\.token)))
-            for (i, assignment) in routed.enumerated() {
+        let used = assignments.indices.filter { !assignments[$0].isEmpty }
+        let chosen = try used.map { try experts.expert(layer: layer, index: $0) }
+        let results = Self.run(chosen, on: used.map { x.gatherRows(assignments[$0].map(\.token)) }, tokens: x.rows)
+        for (result, e) in zip(results, used) {
+            for (i, assignment) in assignments[e].enumerated() {
                 let target = assignment.token * width
                 for c in 0..<width { output.values[target + c] += assignment.gate * result.values[i * width + c] }
                 if observer != nil {
@@ -94,5 +96,22 @@ struct MoEBlock: Sendable {
             LinearAlgebra.add(&output, sharedOut)
         }
         return output
+    }
+
+    /// Runs each expert on its rows. A decode step of several sequences sends a row or two to
+    /// each of many experts; when those experts compute on the calling thread (half-precision
+    /// and quantized ones) they run side by side on the cores. Each expert computes exactly
+    /// what it would alone, and the caller adds the results in expert order, so the output
+    /// does not depend on whether they ran in parallel.
+    static func run(_ experts: [any Expert], on inputs: [Matrix], tokens: Int) -> [Matrix] {
+        let parallel = LinearAlgebra.cores > 1 && experts.count > 1 && tokens > 1
+            && inputs.allSatisfy { $0.rows <= LinearAlgebra.smallBatchLimit } && experts.allSatisfy(\.computesOnCallingThread)
+        guard parallel else { return zip(experts, inputs).map { $0.forward($1) } }
+        var results = [Matrix](repeating: Matrix(zeros: 0, 0), count: experts.count)
+        results.withUnsafeMutableBufferPointer { buffer in
+            nonisolated(unsafe) let out = buffer    // each iteration writes only its own element
+            DispatchQueue.concurrentPerform(iterations: experts.count) { i in out[i] = experts[i].forward(inputs[i]) }
+        }
+        return results
     }
 }

@@ -1,4 +1,7 @@
 import CBLAS
+import CKernels
+import Dispatch
+import Foundation
 
 /// Dense products on top of OpenBLAS. Everything here is row-major.
 public enum LinearAlgebra {
@@ -6,20 +9,54 @@ public enum LinearAlgebra {
     public static func linear(_ x: Matrix, _ weight: Matrix) -> Matrix {
         precondition(x.columns == weight.columns, "linear: input has \(x.columns) features, weight expects \(weight.columns)")
         var out = Matrix(zeros: x.rows, weight.rows)
-        if x.rows == 1 {
-            // Decode path: one matrix-vector product.
-            weight.values.withUnsafeBufferPointer { w in
-                x.values.withUnsafeBufferPointer { v in
-                    out.values.withUnsafeMutableBufferPointer { y in
-                        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(weight.rows), Int32(weight.columns),
-                                    1, w.baseAddress, Int32(weight.columns), v.baseAddress, 1, 0, y.baseAddress, 1)
-                    }
+        guard x.rows > 0, weight.rows > 0, weight.columns > 0 else { return out }
+        weight.values.withUnsafeBufferPointer { w in
+            x.values.withUnsafeBufferPointer { v in
+                out.values.withUnsafeMutableBufferPointer { y in
+                    linear(v.baseAddress!, count: x.rows, w.baseAddress!, rows: weight.rows, columns: weight.columns,
+                           into: y.baseAddress!, stride: weight.rows)
                 }
             }
-            return out
         }
-        gemm(x.values, rows: x.rows, inner: x.columns, weight.values, columns: weight.rows, transposeB: true, into: &out.values)
         return out
+    }
+
+    /// Input counts up to this use `moe_f32_matmul` (a few sequences decoding together);
+    /// sgemm packs the whole weight on every call, which costs more than a product this small.
+    public static let smallBatchLimit = 8
+
+    /// Multiply-adds above which a small-batch product is split over the cores.
+    static let parallelWork = 1 << 21
+    static let cores = ProcessInfo.processInfo.activeProcessorCount
+
+    /// `y[i * stride + r] = Σ_c W[r, c] · x[i, c]` for `count` input rows: the one place that
+    /// picks the dense kernel, so every f32 weight (loaded, mapped from the store or dequantized
+    /// block by block) gives bit-identical results for the same inputs. One row: sgemv;
+    /// 2...`smallBatchLimit` rows: `moe_f32_matmul`; more: sgemm.
+    public static func linear(_ x: UnsafePointer<Float>, count: Int, _ weight: UnsafePointer<Float>, rows: Int, columns: Int,
+                              into y: UnsafeMutablePointer<Float>, stride: Int) {
+        guard count > 0, rows > 0 else { return }
+        if count == 1 {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(rows), Int32(columns), 1, weight, Int32(columns), x, 1, 0, y, 1)
+        } else if count <= smallBatchLimit {
+            // A large product (the output head) is split by weight rows over the cores, as
+            // OpenBLAS threads its sgemv; each result is computed the same way in any split.
+            let parts = count * rows * columns >= parallelWork ? min(cores, rows / 64) : 1
+            if parts <= 1 {
+                moe_f32_matmul(weight, x, y, count, rows, columns, stride)
+            } else {
+                let chunk = (rows + parts - 1) / parts
+                // The parts write disjoint columns of y and only read weight and x.
+                nonisolated(unsafe) let (w, input, output) = (weight, x, y)
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    let start = part * chunk, end = min(rows, start + chunk)
+                    if start < end { moe_f32_matmul(w + start * columns, input, output + start, count, end - start, columns, stride) }
+                }
+            }
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(rows), Int32(columns), 1,
+                        x, Int32(columns), weight, Int32(columns), 0, y, Int32(stride))
+        }
     }
 
     /// `a · b` for `a` `[n, k]` and `b` `[k, m]`.
