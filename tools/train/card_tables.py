@@ -18,7 +18,7 @@ def main():
     ap.add_argument("--points", type=int, default=10)
     args = ap.parse_args()
     rows = list(csv.DictReader(open(os.path.join(args.model, "train_log.csv"))))
-    print("| step | tokens seen | CPU s | lr | training loss (CE, mean of 10 steps) | balance loss (per-layer, 1.0 = even) |")
+    print("| step | tokens seen | CPU s | lr | training loss (CE, mean of 10 steps) | balance loss (mean of the 4 layers' b_l, unweighted; 1.0 = even) |")
     print("|---|---|---|---|---|---|")
     n = len(rows)
     idx = sorted({0} | {round(i * (n - 1) / (args.points - 1)) for i in range(args.points)})
