@@ -157,7 +157,6 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(LinearAlgebra.linear(Matrix(zeros: 0, cols), w).values.count, 0)
     }
 
-
     /// Experts that compute on the calling thread run side by side in a step of several tokens;
     /// each result is bit-identical to running that expert alone, and f32 experts (OpenBLAS)
     /// are not run in parallel.
@@ -185,5 +184,4 @@ final class KernelTests: XCTestCase {
             }
         }
     }
-
 }

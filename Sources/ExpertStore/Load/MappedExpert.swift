@@ -16,24 +16,10 @@ struct MappedExpert: Expert, @unchecked Sendable {
     let owner: LMDBSnapshot
 
     func forward(_ x: Matrix) -> Matrix {
-        var activation = Self.linear(x, gate, rows: intermediate, columns: hidden)
-        Functions.swiglu(gate: &activation, up: Self.linear(x, up, rows: intermediate, columns: hidden))
-        return Self.linear(activation, down, rows: hidden, columns: intermediate)
+        var activation = LinearAlgebra.linear(x, gate, rows: intermediate, columns: hidden)
+        Functions.swiglu(gate: &activation, up: LinearAlgebra.linear(x, up, rows: intermediate, columns: hidden))
+        return LinearAlgebra.linear(activation, down, rows: hidden, columns: intermediate)
     }
 
     var residentBytes: Int { 3 * hidden * intermediate * MemoryLayout<Float>.size }
-
-    /// `x · Wᵀ` for a row-major weight `W` `[rows, columns]` at `weight`.
-    static func linear(_ x: Matrix, _ weight: UnsafePointer<Float>, rows: Int, columns: Int) -> Matrix {
-        precondition(x.columns == columns, "linear: input has \(x.columns) features, weight expects \(columns)")
-        var out = Matrix(zeros: x.rows, rows)
-        guard x.rows > 0, rows > 0 else { return out }
-        x.values.withUnsafeBufferPointer { v in
-            out.values.withUnsafeMutableBufferPointer { y in
-                LinearAlgebra.linear(v.baseAddress!, count: x.rows, weight, rows: rows, columns: columns,
-                                     into: y.baseAddress!, stride: rows)
-            }
-        }
-        return out
-    }
 }

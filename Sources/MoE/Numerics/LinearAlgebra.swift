@@ -8,14 +8,19 @@ public enum LinearAlgebra {
     /// `x · Wᵀ` for activations `x` `[n, in]` and a weight `W` `[out, in]`: the linear layer.
     public static func linear(_ x: Matrix, _ weight: Matrix) -> Matrix {
         precondition(x.columns == weight.columns, "linear: input has \(x.columns) features, weight expects \(weight.columns)")
-        var out = Matrix(zeros: x.rows, weight.rows)
-        guard x.rows > 0, weight.rows > 0, weight.columns > 0 else { return out }
-        weight.values.withUnsafeBufferPointer { w in
-            x.values.withUnsafeBufferPointer { v in
-                out.values.withUnsafeMutableBufferPointer { y in
-                    linear(v.baseAddress!, count: x.rows, w.baseAddress!, rows: weight.rows, columns: weight.columns,
-                           into: y.baseAddress!, stride: weight.rows)
-                }
+        guard !weight.values.isEmpty else { return Matrix(zeros: x.rows, weight.rows) }
+        return weight.values.withUnsafeBufferPointer { w in linear(x, w.baseAddress!, rows: weight.rows, columns: weight.columns) }
+    }
+
+    /// `x · Wᵀ` for a row-major weight `W` `[rows, columns]` at `weight` (a loaded matrix, or
+    /// one used in place in the store's memory map).
+    public static func linear(_ x: Matrix, _ weight: UnsafePointer<Float>, rows: Int, columns: Int) -> Matrix {
+        precondition(x.columns == columns, "linear: input has \(x.columns) features, weight expects \(columns)")
+        var out = Matrix(zeros: x.rows, rows)
+        guard x.rows > 0, rows > 0, columns > 0 else { return out }
+        x.values.withUnsafeBufferPointer { v in
+            out.values.withUnsafeMutableBufferPointer { y in
+                linear(v.baseAddress!, count: x.rows, weight, rows: rows, columns: columns, into: y.baseAddress!, stride: rows)
             }
         }
         return out
@@ -63,24 +68,16 @@ public enum LinearAlgebra {
     public static func matmul(_ a: Matrix, _ b: Matrix) -> Matrix {
         precondition(a.columns == b.rows, "matmul: \(a.rows)x\(a.columns) · \(b.rows)x\(b.columns)")
         var out = Matrix(zeros: a.rows, b.columns)
-        gemm(a.values, rows: a.rows, inner: a.columns, b.values, columns: b.columns, transposeB: false, into: &out.values)
-        return out
-    }
-
-    /// C[rows, columns] = A[rows, inner] · op(B), with op(B) = Bᵀ when `transposeB` (B stored `[columns, inner]`).
-    static func gemm(_ a: [Float], rows: Int, inner: Int, _ b: [Float], columns: Int, transposeB: Bool, into c: inout [Float]) {
-        guard rows > 0, columns > 0 else { return }
-        a.withUnsafeBufferPointer { ap in
-            b.withUnsafeBufferPointer { bp in
-                c.withUnsafeMutableBufferPointer { cp in
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                                Int32(rows), Int32(columns), Int32(inner), 1,
-                                ap.baseAddress, Int32(inner),
-                                bp.baseAddress, Int32(transposeB ? inner : columns),
-                                0, cp.baseAddress, Int32(columns))
+        guard a.rows > 0, b.columns > 0 else { return out }
+        a.values.withUnsafeBufferPointer { ap in
+            b.values.withUnsafeBufferPointer { bp in
+                out.values.withUnsafeMutableBufferPointer { cp in
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(a.rows), Int32(b.columns), Int32(a.columns), 1,
+                                ap.baseAddress, Int32(a.columns), bp.baseAddress, Int32(b.columns), 0, cp.baseAddress, Int32(b.columns))
                 }
             }
         }
+        return out
     }
 
     /// Adds `bias` to every row of `x`.
