@@ -33,6 +33,7 @@ struct RandomTensors: TensorProvider {
         guard let s = shapes[name] else { throw CheckpointError.missingTensor(tensor: name, location: location) }
         return s
     }
+    func halfMatrix(_ name: String) throws -> HalfMatrix? { nil }
     func matrix(_ name: String) throws -> Matrix {
         let shape = try shape(name)
         let count = shape.reduce(1, *)

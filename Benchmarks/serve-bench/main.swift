@@ -169,7 +169,7 @@ func decodeSpeed(store: ExpertStore, plan name: String, precision: ExpertPrecisi
     let plan = try PlanLoader.plan(named: name, in: store)
     let (model, experts) = try PlanLoader.model(plan: plan, store: store, precision: precision)
     let description = model.description
-    // Bytes one decode step reads: every dense weight (f32; the tied embedding counts once, as
+    // Bytes one decode step reads: every dense weight as held (the tied embedding counts once, as
     // the output head reads all of it) plus top-k experts per MoE layer at the plan's
     // average resident size. The KV cache (a few KB here) is left out.
     var expertBytesPerToken = 0
@@ -178,7 +178,7 @@ func decodeSpeed(store: ExpertStore, plan name: String, precision: ExpertPrecisi
         let layerBytes = try (0..<slots).reduce(0) { $0 + (try experts.expert(layer: l, index: $1).residentBytes) }
         expertBytesPerToken += description.layers[l].moe!.topK * layerBytes / slots
     }
-    let bytesPerToken = model.denseParameterCount * 4 + expertBytesPerToken
+    let bytesPerToken = model.denseByteCount + expertBytesPerToken
     var stamps = [UInt64]()
     try Generator(model: model).generate(prompt: prompt, maxTokens: tokens, stopTokens: []) { _ in
         stamps.append(DispatchTime.now().uptimeNanoseconds)

@@ -235,19 +235,24 @@ void moe_f32_to_f16(const float *src, uint16_t *dst, size_t count) {
 }
 
 void moe_half_matmul(const uint16_t *w, int is_f16, const float *x, float *y, size_t n, size_t rows, size_t cols) {
+    moe_half_matmul_strided(w, is_f16, x, y, n, rows, cols, rows);
+}
+
+void moe_half_matmul_strided(const uint16_t *w, int is_f16, const float *x, float *y, size_t n, size_t rows, size_t cols,
+                             size_t ldy) {
     if (n == 0 || rows == 0) return;
     int fast = has_avx2_f16c();
     if (fast && n > 1) {
-        if (is_f16) blocked_matmul_f16(w, x, y, n, rows, cols, rows);
-        else blocked_matmul_bf16(w, x, y, n, rows, cols, rows);
+        if (is_f16) blocked_matmul_f16(w, x, y, n, rows, cols, ldy);
+        else blocked_matmul_bf16(w, x, y, n, rows, cols, ldy);
         return;
     }
     // One input (or no AVX2): weight row outermost, so each row is read from memory once.
     for (size_t r = 0; r < rows; r++) {
         const uint16_t *row = w + r * cols;
         for (size_t i = 0; i < n; i++) {
-            y[i * rows + r] = fast ? half_dot_avx2(row, is_f16, x + i * cols, cols)
-                                   : half_dot_scalar(row, is_f16, x + i * cols, cols);
+            y[i * ldy + r] = fast ? half_dot_avx2(row, is_f16, x + i * cols, cols)
+                                  : half_dot_scalar(row, is_f16, x + i * cols, cols);
         }
     }
 }

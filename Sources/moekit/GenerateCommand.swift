@@ -20,9 +20,9 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         let tokenizer = try source.loadTokenizer()
-        // The serving path: the same expert precision `moekit serve` uses, so a greedy
-        // completion here equals the server's.
-        let model = try source.loadModel(defaultPrecision: .stored)
+        // The serving path: the same precision `moekit serve` uses, so a greedy completion
+        // here equals the server's.
+        let model = try source.loadModel()
         let ids = tokenizer.encode(prompt)
         var detokenizer = StreamingDetokenizer(tokenizer: tokenizer)
         let stops = Set(model.description.eosTokenIDs)

@@ -17,8 +17,9 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "With --store: run this stored plan (only its experts are loaded) instead of the full model.")
     var plan: String?
 
-    @Option(help: "With --store: keep BF16/F16 experts as stored, computed by half-precision kernels (stored: half the memory; the default of generate and serve), or widen them to f32 (float32: bit-identical to the checkpoint; the default elsewhere).")
-    var expertPrecision: ExpertPrecision?
+    @Option(name: [.customLong("precision"), .customLong("expert-precision")],
+            help: "stored: BF16/F16 weights stay 16-bit and are read by half-precision kernels (the default); float32: widen them at load (twice the memory; transformers' f32 arithmetic order).")
+    var precision: WeightPrecision = .stored
 
     func validate() throws {
         if model != nil && store != nil { throw ValidationError("pass either --model DIR or --store PATH, not both") }
@@ -37,16 +38,15 @@ struct ModelOptions: ParsableArguments {
         throw ValidationError("no --model given and the default model '\(DefaultModel.relativePath)' was not found; set MOEKIT_MODEL or pass --model DIR")
     }
 
-    /// The model to run; `defaultPrecision` applies when `--expert-precision` is not given.
-    func loadModel(defaultPrecision: ExpertPrecision = .float32) throws -> MoEModel {
+    /// The model to run, its weights held as `--precision` says.
+    func loadModel() throws -> MoEModel {
         if let store = try openStore() {
-            let precision = expertPrecision ?? defaultPrecision
             if let plan, plan != "full" {
                 return try PlanLoader.model(plan: PlanLoader.plan(named: plan, in: store), store: store, precision: precision).model
             }
-            return try store.loadModel(experts: StoreExpertSource(store: store, precision: precision))
+            return try store.loadModel(precision: precision)
         }
-        return try MoEModel(directory: modelDirectory())
+        return try MoEModel(directory: modelDirectory(), precision: precision)
     }
 
     func loadTokenizer() throws -> Tokenizer {
@@ -60,7 +60,7 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
-extension ExpertPrecision: ExpressibleByArgument {}
+extension WeightPrecision: ExpressibleByArgument {}
 
 /// Finds the bundled default model: `$MOEKIT_MODEL`, then `models/moekit-tiny` in the
 /// current directory or any parent, then next to the executable's build folder.

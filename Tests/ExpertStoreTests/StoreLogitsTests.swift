@@ -7,10 +7,16 @@ import XCTest
 /// make the same BLAS calls.
 final class StoreLogitsTests: StoreTestCase {
     func assertBitIdentical(_ checkpoint: URL, ids: [Int], label: String) throws {
-        let reference = try MoEModel(directory: checkpoint)
+        for precision in WeightPrecision.allCases {
+            try assertBitIdentical(checkpoint, ids: ids, precision: precision, label: "\(label) (\(precision))")
+        }
+    }
+
+    func assertBitIdentical(_ checkpoint: URL, ids: [Int], precision: WeightPrecision, label: String) throws {
+        let reference = try MoEModel(directory: checkpoint, precision: precision)
         let storeURL = try importedStore(checkpoint)
         let store = try ExpertStore(url: storeURL)
-        let model = try store.loadModel()
+        let model = try store.loadModel(precision: precision)
         XCTAssertEqual(model.description, reference.description, label)
         // Prefill (sgemm) …
         let expected = try reference.logits(ids)
@@ -44,11 +50,31 @@ final class StoreLogitsTests: StoreTestCase {
         try assertBitIdentical(StoreFixtures.defaultModel, ids: ids, label: "moekit-tiny")
     }
 
+    /// Dense weights stay as stored: the default model's BF16 embedding (tied head) and
+    /// attention take 2 bytes per weight in memory, routers and norms 4; widening to f32
+    /// happens only when asked for. Expected bytes come from the checkpoint's own header.
+    func testDenseWeightsStayInTheirStoredFormat() throws {
+        let checkpoint = try CheckpointDirectory(url: StoreFixtures.defaultModel)
+        var stored = 0, widened = 0
+        for name in checkpoint.tensorNames where !name.contains(".experts.") {
+            let info = try checkpoint.info(name)
+            let keepsFormat = info.dtype == .bf16 && info.shape.count == 2 && !name.hasSuffix(".mlp.gate.weight")
+            stored += info.elementCount * (keepsFormat ? 2 : 4)
+            widened += info.elementCount * 4
+        }
+        XCTAssertLessThan(Double(stored), 0.6 * Double(widened), "most dense bytes are BF16 weights")
+        XCTAssertEqual(try MoEModel(directory: StoreFixtures.defaultModel).denseByteCount, stored)
+        XCTAssertEqual(try MoEModel(directory: StoreFixtures.defaultModel, precision: .float32).denseByteCount, widened)
+        let store = try ExpertStore(url: try importedStore(StoreFixtures.defaultModel))
+        XCTAssertEqual(try store.loadModel().denseByteCount, stored)
+        XCTAssertEqual(try store.loadModel(precision: .float32).denseByteCount, widened)
+    }
+
     /// F32 experts are used in place from the map; BF16/F16 experts are widened copies.
     func testF32ExpertsAreZeroCopyAndHalfExpertsAreWidened() throws {
         for (family, mapped) in [("mixtral", true), ("olmoe", true), ("qwen2_moe", false), ("qwen3_moe", false)] {
             let store = try ExpertStore(url: try importedStore(StoreFixtures.url(family)))
-            let source = try StoreExpertSource(store: store)
+            let source = try StoreExpertSource(store: store, precision: .float32)
             let first = try store.modelDescription().moeLayerIndices[0]
             let expert = try source.expert(layer: first, index: 0)
             XCTAssertEqual(expert is MappedExpert, mapped, family)
@@ -62,7 +88,7 @@ final class StoreLogitsTests: StoreTestCase {
     func testStoredPrecisionKeepsHalfExpertsAndMatchesWidenedLogits() throws {
         for (family, format) in [("qwen2_moe", HalfMatrix.Format.bf16), ("qwen3_moe", .f16), ("mixtral", nil)] {
             let store = try ExpertStore(url: try importedStore(StoreFixtures.url(family)))
-            let widenedSource = try StoreExpertSource(store: store)
+            let widenedSource = try StoreExpertSource(store: store, precision: .float32)
             let storedSource = try StoreExpertSource(store: store, precision: .stored)
             let first = try store.modelDescription().moeLayerIndices[0]
             let expert = try storedSource.expert(layer: first, index: 0)
@@ -72,7 +98,7 @@ final class StoreLogitsTests: StoreTestCase {
                 XCTAssertTrue(expert is MappedExpert, "\(family): f32 experts stay zero-copy f32")
             }
             let ids = try StoreFixtures.referenceIDs(family)
-            let widened = try store.loadModel(experts: widenedSource)
+            let widened = try store.loadModel(experts: widenedSource, precision: .float32)
             let stored = try store.loadModel(experts: storedSource)
             let (a, b) = (try widened.logits(ids), try stored.logits(ids))
             let worst = zip(a.values, b.values).map { abs($0 - $1) }.max()!
@@ -97,7 +123,7 @@ final class StoreLogitsTests: StoreTestCase {
         let moe = description.layers[layer].moe!
         let perExpert = 3 * description.hiddenSize * moe.expertIntermediateSize * 4
         let allowed: Set<ExpertID> = [ExpertID(layer: layer, expert: 1), ExpertID(layer: layer, expert: 5)]
-        let source = try StoreExpertSource(store: store, allowing: allowed)
+        let source = try StoreExpertSource(store: store, allowing: allowed, precision: .float32)
         XCTAssertEqual(source.residentBytes, 0)
         _ = try source.expert(layer: layer, index: 1)
         XCTAssertEqual(source.residentBytes, perExpert)

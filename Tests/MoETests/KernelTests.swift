@@ -160,7 +160,7 @@ final class KernelTests: XCTestCase {
     /// Experts that compute on the calling thread run side by side in a step of several tokens;
     /// each result is bit-identical to running that expert alone, and f32 experts (OpenBLAS)
     /// are not run in parallel.
-    func testExpertsOfABatchedStepRunInParallelWithIdenticalResults() {
+    func testExpertsOfABatchedStepRunInParallelWithIdenticalResults() throws {
         let hidden = 16, intermediate = 24
         func half(_ rows: Int, _ columns: Int, seed: Int) -> HalfMatrix {
             let values: [Float] = (0..<(rows * columns)).map { Float((($0 + seed) * 37) % 101) / 120 - 0.4 }
@@ -178,7 +178,9 @@ final class KernelTests: XCTestCase {
             Matrix(rows: 1 + e % 3, columns: hidden, values: (0..<((1 + e % 3) * hidden)).map { Float(($0 * 5 + e) % 9) / 4 - 1 })
         }
         for _ in 0..<20 {
-            let together = MoEBlock.run(experts, on: inputs, tokens: 4)
+            let chosen = try MoEBlock.parallelExperts(Array(0..<6), tokens: 4, rows: { inputs[$0].rows }, fetch: { experts[$0] })
+            XCTAssertEqual(chosen?.count, 6, "small rows of calling-thread experts run side by side")
+            let together = MoEBlock.runInParallel(experts, on: inputs)
             for (e, result) in together.enumerated() {
                 XCTAssertEqual(result.values.map(\.bitPattern), experts[e].forward(inputs[e]).values.map(\.bitPattern), "expert \(e)")
             }

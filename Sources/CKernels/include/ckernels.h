@@ -31,6 +31,11 @@ void moe_bf16_gemv(const uint16_t *w, const float *x, float *y, size_t rows, siz
 /// row and input row (not on n), but the sums for n > 1 run in a different order than for n = 1.
 void moe_half_matmul(const uint16_t *w, int is_f16, const float *x, float *y, size_t n, size_t rows, size_t cols);
 
+/// `moe_half_matmul` writing y[i * ldy + r] (ldy >= rows): a column block of a wider output,
+/// so a large product can be split by weight rows. Results are those of `moe_half_matmul`.
+void moe_half_matmul_strided(const uint16_t *w, int is_f16, const float *x, float *y, size_t n, size_t rows, size_t cols,
+                             size_t ldy);
+
 /// y[i * ldy + r] = sum_c W[r, c] * x[i, c] for i < n: a few float rows `x` [n, cols] times
 /// the transpose of a row-major float matrix W [rows, cols]; `ldy` >= rows is the stride of
 /// y's rows (to write a column block of a wider output). For 2-8 rows, where sgemm's packing

@@ -49,7 +49,7 @@ public struct StoreVariantProvider: ExpertVariantProvider, @unchecked Sendable {
     private let originals: StoreExpertSource
 
     /// `precision` says how original 16-bit experts are held (derived variants have their own formats).
-    public init(store: ExpertStore, precision: ExpertPrecision = .float32) throws {
+    public init(store: ExpertStore, precision: WeightPrecision = .stored) throws {
         self.store = store
         originals = try StoreExpertSource(store: store, precision: precision)
     }
@@ -97,13 +97,13 @@ public enum PlanLoader {
         return plan
     }
 
-    /// `precision`: `.float32` (the default) reproduces the checkpoint's logits bit for bit;
-    /// `.stored` keeps original BF16/F16 experts in their format (what serving uses).
+    /// `precision`: `.stored` (the default) keeps original BF16/F16 weights in their format;
+    /// `.float32` widens them (the checkpoint's logits bit for bit at `.float32`).
     public static func model(plan: CompressionPlan, store: ExpertStore,
-                             precision: ExpertPrecision = .float32) throws -> (model: MoEModel, experts: PlanExpertSource) {
+                             precision: WeightPrecision = .stored) throws -> (model: MoEModel, experts: PlanExpertSource) {
         let experts = try PlanExpertSource(plan: plan, provider: StoreVariantProvider(store: store, precision: precision))
         let model = try MoEModel(description: store.modelDescription(), tensors: StoreTensorProvider(store: store),
-                                 experts: experts, expertMaps: plan.expertMaps)
+                                 experts: experts, expertMaps: plan.expertMaps, precision: precision)
         return (model, experts)
     }
 }

@@ -23,14 +23,14 @@ public final class StoreExpertSource: ExpertSource, @unchecked Sendable {
     /// The experts this source may load; nil allows all.
     public let allowed: Set<ExpertID>?
     /// Whether 16-bit records are widened to f32 (bit-identical to the checkpoint path) or kept.
-    public let precision: ExpertPrecision
+    public let precision: WeightPrecision
     private let description: ModelDescription
     private let snapshot: LMDBSnapshot
     private let lock = NSLock()
     private var loaded = [ExpertID: any Expert]()
 
     public init(store: ExpertStore, variant: ExpertVariant = .original, allowing allowed: Set<ExpertID>? = nil,
-                precision: ExpertPrecision = .float32) throws {
+                precision: WeightPrecision = .stored) throws {
         self.store = store
         self.precision = precision
         self.variant = variant

@@ -49,6 +49,17 @@ public final class StoreTensorProvider: TensorProvider, @unchecked Sendable {
         }
     }
 
+    /// A 2-D BF16/F16 tensor copied out of the map as stored (its pages released after); nil
+    /// for other dtypes or ranks.
+    public func halfMatrix(_ name: String) throws -> HalfMatrix? {
+        try withVerifiedBytes(name) { bytes, layout in
+            guard layout.shape.count == 2, let format = HalfMatrix.Format(sharedBy: [layout.dtype]) else { return nil }
+            let matrix = HalfMatrix(rows: layout.shape[0], columns: layout.shape[1], format: format, copying: bytes)
+            MappedPages.release(bytes)
+            return matrix
+        }
+    }
+
     /// Runs `body` on the tensor's raw bytes (in the memory map) after checking the record's CRC.
     public func withVerifiedBytes<T>(_ name: String, _ body: (UnsafeRawBufferPointer, TensorLayout) throws -> T) throws -> T {
         let recordName = Self.recordName(name)

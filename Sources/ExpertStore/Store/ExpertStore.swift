@@ -156,12 +156,13 @@ public final class ExpertStore: @unchecked Sendable {
 
     // MARK: Loading
 
-    /// The model with dense weights from the store and experts from `experts`
-    /// (by default: every original expert, loaded on first use).
-    public func loadModel(experts source: (any ExpertSource)? = nil) throws -> MoEModel {
+    /// The model with dense weights from the store and experts from `experts` (by default:
+    /// every original expert, loaded on first use); 16-bit weights held as `precision` says.
+    public func loadModel(experts source: (any ExpertSource)? = nil, precision: WeightPrecision = .stored) throws -> MoEModel {
         let description = try modelDescription()
         let tensors = try StoreTensorProvider(store: self)
-        return try MoEModel(description: description, tensors: tensors, experts: source ?? StoreExpertSource(store: self))
+        return try MoEModel(description: description, tensors: tensors,
+                            experts: source ?? StoreExpertSource(store: self, precision: precision), precision: precision)
     }
 }
 

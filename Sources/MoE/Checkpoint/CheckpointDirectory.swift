@@ -71,6 +71,8 @@ public final class CheckpointDirectory: TensorProvider {
 
     public func matrix(_ name: String) throws -> Matrix { try file(for: name).matrix(name) }
 
+    public func halfMatrix(_ name: String) throws -> HalfMatrix? { try file(for: name).halfMatrix(name) }
+
     /// Total bytes of all tensors as stored.
     public var storedBytes: Int {
         files.reduce(0) { $0 + $1.tensors.values.reduce(0) { $0 + $1.byteRange.count } }

@@ -119,6 +119,19 @@ public final class SafetensorsFile: Sendable {
         file.bytes(try info(name).byteRange)
     }
 
+    /// A 2-D BF16/F16 tensor copied out of the map as stored; nil for other dtypes or ranks.
+    public func halfMatrix(_ name: String) throws -> HalfMatrix? {
+        let info = try info(name)
+        let format: HalfMatrix.Format
+        switch info.dtype {
+        case .bf16: format = .bf16
+        case .f16: format = .f16
+        default: return nil
+        }
+        guard info.shape.count == 2 else { return nil }
+        return HalfMatrix(rows: info.shape[0], columns: info.shape[1], format: format, copying: file.bytes(info.byteRange))
+    }
+
     /// The tensor widened to Float, flattened to `[shape[0], rest]` (a 1-D tensor becomes one row).
     public func matrix(_ name: String) throws -> Matrix {
         let info = try info(name)

@@ -6,6 +6,8 @@ public protocol TensorProvider: Sendable {
     func contains(_ name: String) -> Bool
     func shape(_ name: String) throws -> [Int]
     func matrix(_ name: String) throws -> Matrix
+    /// A 2-D tensor stored as BF16/F16, copied in its stored format; nil for other dtypes.
+    func halfMatrix(_ name: String) throws -> HalfMatrix?
 }
 
 extension TensorProvider {

@@ -9,7 +9,7 @@ struct DecoderLayer: Sendable {
     }
 
     enum FeedForwardBlock: Sendable {
-        case dense(FeedForward)
+        case dense(any Expert)
         case moe(MoEBlock)
     }
 
@@ -18,19 +18,20 @@ struct DecoderLayer: Sendable {
     let attention: Attention
     let feedForward: FeedForwardBlock
 
-    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider, expertMap: ExpertMap? = nil) throws {
+    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider, precision: WeightPrecision,
+         expertMap: ExpertMap? = nil) throws {
         let n = d.names
         inputNorm = try tensors.vector(n.inputNorm(l), count: d.hiddenSize)
         postAttentionNorm = try tensors.vector(n.postAttentionNorm(l), count: d.hiddenSize)
         attention = d.attention.latent == nil
-            ? .grouped(try GroupedQueryAttention(layer: l, description: d, tensors: tensors))
-            : .latent(try LatentAttention(layer: l, description: d, tensors: tensors))
+            ? .grouped(try GroupedQueryAttention(layer: l, description: d, tensors: tensors, precision: precision))
+            : .latent(try LatentAttention(layer: l, description: d, tensors: tensors, precision: precision))
         switch d.layers[l] {
         case let .dense(intermediateSize):
-            feedForward = .dense(try FeedForward(from: tensors, gate: n.denseMLP(l, .gate), up: n.denseMLP(l, .up),
-                                                 down: n.denseMLP(l, .down), hidden: d.hiddenSize, intermediate: intermediateSize))
+            feedForward = .dense(try tensors.feedForward(gate: n.denseMLP(l, .gate), up: n.denseMLP(l, .up), down: n.denseMLP(l, .down),
+                                                         hidden: d.hiddenSize, intermediate: intermediateSize, precision: precision))
         case .moe:
-            feedForward = .moe(try MoEBlock(layer: l, description: d, tensors: tensors, expertMap: expertMap))
+            feedForward = .moe(try MoEBlock(layer: l, description: d, tensors: tensors, precision: precision, expertMap: expertMap))
         }
     }
 

@@ -26,19 +26,19 @@ public protocol ExpertSource: Sendable {
     func expert(layer: Int, index: Int) throws -> any Expert
 }
 
-/// Every routed expert of a checkpoint loaded into memory at f32.
+/// Every routed expert of a checkpoint loaded into memory, as stored or widened to f32.
 public struct LoadedExperts: ExpertSource {
-    private let experts: [Int: [FeedForward]]
+    private let experts: [Int: [any Expert]]
 
-    public init(description: ModelDescription, tensors: some TensorProvider) throws {
-        var experts = [Int: [FeedForward]]()
+    public init(description: ModelDescription, tensors: some TensorProvider, precision: WeightPrecision = .stored) throws {
+        var experts = [Int: [any Expert]]()
         for l in description.moeLayerIndices {
             let moe = description.layers[l].moe!
             let names = description.names
             experts[l] = try (0..<moe.expertCount).map { e in
-                try FeedForward(from: tensors, gate: names.expert(l, e, .gate), up: names.expert(l, e, .up),
-                                down: names.expert(l, e, .down), hidden: description.hiddenSize,
-                                intermediate: moe.expertIntermediateSize)
+                try tensors.feedForward(gate: names.expert(l, e, .gate), up: names.expert(l, e, .up),
+                                        down: names.expert(l, e, .down), hidden: description.hiddenSize,
+                                        intermediate: moe.expertIntermediateSize, precision: precision)
             }
         }
         self.experts = experts
@@ -51,5 +51,5 @@ public struct LoadedExperts: ExpertSource {
         return layerExperts[index]
     }
 
-    public var residentBytes: Int { experts.values.joined().reduce(0) { $0 + $1.byteCount } }
+    public var residentBytes: Int { experts.values.joined().reduce(0) { $0 + $1.residentBytes } }
 }

@@ -2,19 +2,19 @@
 /// optional q/k RMSNorm (per head or over the whole projection), optional clamping, RoPE.
 struct GroupedQueryAttention: Sendable {
     let config: AttentionDescription
-    let q, k, v, o: Matrix
+    let q, k, v, o: any LinearWeight
     let qBias, kBias, vBias: [Float]?
     let qNorm, kNorm: [Float]?
 
-    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider) throws {
+    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider, precision: WeightPrecision) throws {
         let a = d.attention
         let n = d.names
         config = a
         let (heads, kvHeads, headDim, hidden) = (a.headCount, a.keyValueHeadCount, a.queryKeyHeadDim, d.hiddenSize)
-        q = try tensors.matrix(n.attention(l, "q_proj.weight"), shape: [heads * headDim, hidden])
-        k = try tensors.matrix(n.attention(l, "k_proj.weight"), shape: [kvHeads * headDim, hidden])
-        v = try tensors.matrix(n.attention(l, "v_proj.weight"), shape: [kvHeads * headDim, hidden])
-        o = try tensors.matrix(n.attention(l, "o_proj.weight"), shape: [hidden, heads * headDim])
+        q = try tensors.weight(n.attention(l, "q_proj.weight"), shape: [heads * headDim, hidden], precision: precision)
+        k = try tensors.weight(n.attention(l, "k_proj.weight"), shape: [kvHeads * headDim, hidden], precision: precision)
+        v = try tensors.weight(n.attention(l, "v_proj.weight"), shape: [kvHeads * headDim, hidden], precision: precision)
+        o = try tensors.weight(n.attention(l, "o_proj.weight"), shape: [hidden, heads * headDim], precision: precision)
         if a.qkvBias {
             qBias = try tensors.vector(n.attention(l, "q_proj.bias"), count: heads * headDim)
             kBias = try tensors.vector(n.attention(l, "k_proj.bias"), count: kvHeads * headDim)
@@ -36,9 +36,9 @@ struct GroupedQueryAttention: Sendable {
 
     /// Attention for the stacked rows of one or more sequences (`segments`), each extending its own cache.
     func forward(_ x: Matrix, rope: RotaryEmbedding, caches: inout [KVCache.Layer], segments: [SequenceSegment], epsilon: Float) -> Matrix {
-        var queries = LinearAlgebra.linear(x, q)
-        var keys = LinearAlgebra.linear(x, k)
-        var values = LinearAlgebra.linear(x, v)
+        var queries = q.linear(x)
+        var keys = k.linear(x)
+        var values = v.linear(x)
         if let qBias { LinearAlgebra.addBias(&queries, qBias) }
         if let kBias { LinearAlgebra.addBias(&keys, kBias) }
         if let vBias { LinearAlgebra.addBias(&values, vBias) }
@@ -64,6 +64,6 @@ struct GroupedQueryAttention: Sendable {
                 heads: config.headCount, kvHeads: config.keyValueHeadCount, keyDim: headDim, valueDim: headDim,
                 scale: config.softmaxScale, slidingWindow: config.slidingWindow)
         }
-        return LinearAlgebra.linear(attended, o)
+        return o.linear(attended)
     }
 }

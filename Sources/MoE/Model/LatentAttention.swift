@@ -5,11 +5,11 @@
 struct LatentAttention: Sendable {
     let config: AttentionDescription
     let latent: LatentAttentionDescription
-    let qProj: Matrix?
-    let qA: Matrix?, qANorm: [Float]?, qB: Matrix?
-    let kvA: Matrix, kvANorm: [Float], kvB: Matrix, o: Matrix
+    let qProj: (any LinearWeight)?
+    let qA: (any LinearWeight)?, qANorm: [Float]?, qB: (any LinearWeight)?
+    let kvA: any LinearWeight, kvANorm: [Float], kvB: any LinearWeight, o: any LinearWeight
 
-    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider) throws {
+    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider, precision: WeightPrecision) throws {
         let a = d.attention
         let m = a.latent!
         let n = d.names
@@ -19,18 +19,18 @@ struct LatentAttention: Sendable {
         let qkDim = a.queryKeyHeadDim
         if let rank = m.queryLoraRank {
             qProj = nil
-            qA = try tensors.matrix(n.attention(l, "q_a_proj.weight"), shape: [rank, d.hiddenSize])
+            qA = try tensors.weight(n.attention(l, "q_a_proj.weight"), shape: [rank, d.hiddenSize], precision: precision)
             qANorm = try tensors.vector(n.attention(l, "q_a_layernorm.weight"), count: rank)
-            qB = try tensors.matrix(n.attention(l, "q_b_proj.weight"), shape: [heads * qkDim, rank])
+            qB = try tensors.weight(n.attention(l, "q_b_proj.weight"), shape: [heads * qkDim, rank], precision: precision)
         } else {
-            qProj = try tensors.matrix(n.attention(l, "q_proj.weight"), shape: [heads * qkDim, d.hiddenSize])
+            qProj = try tensors.weight(n.attention(l, "q_proj.weight"), shape: [heads * qkDim, d.hiddenSize], precision: precision)
             (qA, qANorm, qB) = (nil, nil, nil)
         }
-        kvA = try tensors.matrix(n.attention(l, "kv_a_proj_with_mqa.weight"), shape: [m.keyValueLoraRank + m.ropeHeadDim, d.hiddenSize])
+        kvA = try tensors.weight(n.attention(l, "kv_a_proj_with_mqa.weight"), shape: [m.keyValueLoraRank + m.ropeHeadDim, d.hiddenSize], precision: precision)
         kvANorm = try tensors.vector(n.attention(l, "kv_a_layernorm.weight"), count: m.keyValueLoraRank)
-        kvB = try tensors.matrix(n.attention(l, "kv_b_proj.weight"),
-                                 shape: [heads * (m.noPositionHeadDim + a.valueHeadDim), m.keyValueLoraRank])
-        o = try tensors.matrix(n.attention(l, "o_proj.weight"), shape: [d.hiddenSize, heads * a.valueHeadDim])
+        kvB = try tensors.weight(n.attention(l, "kv_b_proj.weight"),
+                                 shape: [heads * (m.noPositionHeadDim + a.valueHeadDim), m.keyValueLoraRank], precision: precision)
+        o = try tensors.weight(n.attention(l, "o_proj.weight"), shape: [d.hiddenSize, heads * a.valueHeadDim], precision: precision)
         if a.qkvBias || a.outputBias {
             throw CheckpointError.malformedConfig(file: "config.json", reason: "attention_bias is not supported for latent attention")
         }
@@ -43,17 +43,17 @@ struct LatentAttention: Sendable {
         let qkDim = nope + ropeDim
         let allQueries: Matrix
         if let qProj {
-            allQueries = LinearAlgebra.linear(x, qProj)
+            allQueries = qProj.linear(x)
         } else {
-            var compressed = LinearAlgebra.linear(x, qA!)
+            var compressed = qA!.linear(x)
             Functions.rmsNorm(&compressed, weight: qANorm!, epsilon: epsilon)
-            allQueries = LinearAlgebra.linear(compressed, qB!)
+            allQueries = qB!.linear(compressed)
         }
-        let compressedKV = LinearAlgebra.linear(x, kvA)             // [T, rank + ropeDim]
+        let compressedKV = kvA.linear(x)             // [T, rank + ropeDim]
         var kvLatent = compressedKV.columns(0..<rank)
         Functions.rmsNorm(&kvLatent, weight: kvANorm, epsilon: epsilon)
         let allRopeKeys = compressedKV.columns(rank..<(rank + ropeDim))
-        let allExpanded = LinearAlgebra.linear(kvLatent, kvB)       // [T, heads · (nope + valueDim)]
+        let allExpanded = kvB.linear(kvLatent)       // [T, heads · (nope + valueDim)]
 
         let attended = segments.stackingRows(of: [allQueries, allRopeKeys, allExpanded]) { s, parts in
             let past = segments[s].past
@@ -82,6 +82,6 @@ struct LatentAttention: Sendable {
                 queries: queries, keys: caches[s].keys, values: caches[s].values, past: past, heads: heads, kvHeads: heads,
                 keyDim: qkDim, valueDim: valueDim, scale: config.softmaxScale, slidingWindow: nil)
         }
-        return LinearAlgebra.linear(attended, o)
+        return o.linear(attended)
     }
 }

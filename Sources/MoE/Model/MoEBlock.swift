@@ -8,12 +8,13 @@ struct MoEBlock: Sendable {
     let config: MoEDescription
     let routerWeight: Matrix          // [experts, hidden]
     let router: Router
-    let shared: FeedForward?
+    let shared: (any Expert)?
     let sharedGate: Matrix?           // [1, hidden]
     /// Which router rows remain and which slot each chosen expert runs in (identity = unmodified).
     let expertMap: ExpertMap
 
-    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider, expertMap: ExpertMap? = nil) throws {
+    init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider, precision: WeightPrecision,
+         expertMap: ExpertMap? = nil) throws {
         let moe = d.layers[l].moe!
         let n = d.names
         layer = l
@@ -27,9 +28,9 @@ struct MoEBlock: Sendable {
         self.expertMap = map
         router = Router(config: moe.router, correctionBias: bias, available: map.isIdentity ? nil : map.available)
         if let sharedExpert = moe.sharedExpert {
-            shared = try FeedForward(from: tensors, gate: n.sharedExpert(l, .gate)!, up: n.sharedExpert(l, .up)!,
-                                     down: n.sharedExpert(l, .down)!, hidden: d.hiddenSize,
-                                     intermediate: sharedExpert.intermediateSize)
+            shared = try tensors.feedForward(gate: n.sharedExpert(l, .gate)!, up: n.sharedExpert(l, .up)!,
+                                             down: n.sharedExpert(l, .down)!, hidden: d.hiddenSize,
+                                             intermediate: sharedExpert.intermediateSize, precision: precision)
             sharedGate = sharedExpert.gated ? try tensors.matrix(n.sharedExpertGateName(l)!, shape: [1, d.hiddenSize]) : nil
         } else {
             (shared, sharedGate) = (nil, nil)
@@ -64,9 +65,8 @@ struct MoEBlock: Sendable {
         var output = Matrix(zeros: x.rows, width)
         var slotOutputs = observer == nil ? [] : [Float](repeating: 0, count: x.rows * slots * width)
         let used = assignments.indices.filter { !assignments[$0].isEmpty }
-        let chosen = try used.map { try experts.expert(layer: layer, index: $0) }
-        let results = Self.run(chosen, on: used.map { x.gatherRows(assignments[$0].map(\.token)) }, tokens: x.rows)
-        for (result, e) in zip(results, used) {
+        // Adds one slot's result into the output (and the observer's per-slot outputs).
+        func accumulate(_ result: Matrix, slot e: Int) {
             for (i, assignment) in assignments[e].enumerated() {
                 let target = assignment.token * width
                 for c in 0..<width { output.values[target + c] += assignment.gate * result.values[i * width + c] }
@@ -74,6 +74,17 @@ struct MoEBlock: Sendable {
                     let slotBase = (assignment.token * slots + assignment.slot) * width
                     for c in 0..<width { slotOutputs[slotBase + c] = result.values[i * width + c] }
                 }
+            }
+        }
+        if let chosen = try Self.parallelExperts(used, tokens: x.rows, rows: { assignments[$0].count },
+                                                 fetch: { try experts.expert(layer: layer, index: $0) }) {
+            let results = Self.runInParallel(chosen, on: used.map { x.gatherRows(assignments[$0].map(\.token)) })
+            for (result, e) in zip(results, used) { accumulate(result, slot: e) }
+        } else {
+            // One expert at a time, each fetched, run and released before the next: a source
+            // that does not cache (a layer streamed from the store) holds one expert at once.
+            for e in used {
+                accumulate(try experts.expert(layer: layer, index: e).forward(x.gatherRows(assignments[e].map(\.token))), slot: e)
             }
         }
         if let observer {
@@ -98,15 +109,20 @@ struct MoEBlock: Sendable {
         return output
     }
 
-    /// Runs each expert on its rows. A decode step of several sequences sends a row or two to
-    /// each of many experts; when those experts compute on the calling thread (half-precision
-    /// and quantized ones) they run side by side on the cores. Each expert computes exactly
-    /// what it would alone, and the caller adds the results in expert order, so the output
-    /// does not depend on whether they ran in parallel.
-    static func run(_ experts: [any Expert], on inputs: [Matrix], tokens: Int) -> [Matrix] {
-        let parallel = LinearAlgebra.cores > 1 && experts.count > 1 && tokens > 1
-            && inputs.allSatisfy { $0.rows <= LinearAlgebra.smallBatchLimit } && experts.allSatisfy(\.computesOnCallingThread)
-        guard parallel else { return zip(experts, inputs).map { $0.forward($1) } }
+    /// The experts of a step that should run side by side, or nil to run them one by one. A
+    /// decode step of several sequences sends a row or two to each of many experts; when
+    /// those experts compute on the calling thread (half-precision and quantized ones) they run
+    /// side by side on the cores. Each expert computes exactly what it would alone, and the
+    /// caller adds the results in expert order, so the output does not depend on the choice.
+    static func parallelExperts(_ used: [Int], tokens: Int, rows: (Int) -> Int,
+                                fetch: (Int) throws -> any Expert) throws -> [any Expert]? {
+        guard LinearAlgebra.cores > 1, used.count > 1, tokens > 1,
+              used.allSatisfy({ rows($0) <= LinearAlgebra.smallBatchLimit }) else { return nil }
+        let chosen = try used.map(fetch)
+        return chosen.allSatisfy(\.computesOnCallingThread) ? chosen : nil
+    }
+
+    static func runInParallel(_ experts: [any Expert], on inputs: [Matrix]) -> [Matrix] {
         var results = [Matrix](repeating: Matrix(zeros: 0, 0), count: experts.count)
         results.withUnsafeMutableBufferPointer { buffer in
             nonisolated(unsafe) let out = buffer    // each iteration writes only its own element

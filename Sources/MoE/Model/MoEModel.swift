@@ -6,8 +6,9 @@ import Routing
 public final class MoEModel: Sendable {
     public let description: ModelDescription
     public let experts: any ExpertSource
-    let embedding: Matrix                 // [vocab, hidden]
-    let outputHead: Matrix                // [vocab, hidden]; the embedding itself when tied
+    let embedding: any LinearWeight       // [vocab, hidden]
+    let outputHead: any LinearWeight      // [vocab, hidden]; the embedding itself when tied
+    let tiedHead: Bool
     let finalNorm: [Float]
     let layers: [DecoderLayer]
     let rope: RotaryEmbedding
@@ -15,32 +16,30 @@ public final class MoEModel: Sendable {
     /// Loads the dense weights from `tensors`, checking every shape against `description`.
     /// Experts come from `experts`, or are all loaded from `tensors` when it is nil.
     /// `expertMaps` (by layer) applies a compression plan's routing; absent layers are unchanged,
-    /// and `experts` is then asked for slots rather than original experts.
+    /// and `experts` is then asked for slots rather than original experts. `precision` says how
+    /// BF16/F16 weights are held: as stored (the default) or widened to f32.
     public init(description: ModelDescription, tensors: some TensorProvider, experts: (any ExpertSource)? = nil,
-                expertMaps: [Int: ExpertMap] = [:]) throws {
+                expertMaps: [Int: ExpertMap] = [:], precision: WeightPrecision = .stored) throws {
         self.description = description
         let n = description.names
         let (vocab, hidden) = (description.vocabularySize, description.hiddenSize)
-        embedding = try tensors.matrix(n.embedding, shape: [vocab, hidden])
-        if description.tieWordEmbeddings && !tensors.contains(n.outputHead) {
-            outputHead = embedding
-        } else {
-            outputHead = try tensors.matrix(n.outputHead, shape: [vocab, hidden])
-        }
+        embedding = try tensors.weight(n.embedding, shape: [vocab, hidden], precision: precision)
+        tiedHead = description.tieWordEmbeddings && !tensors.contains(n.outputHead)
+        outputHead = tiedHead ? embedding : try tensors.weight(n.outputHead, shape: [vocab, hidden], precision: precision)
         finalNorm = try tensors.vector(n.finalNorm, count: hidden)
         layers = try (0..<description.layerCount).map {
-            try DecoderLayer(layer: $0, description: description, tensors: tensors, expertMap: expertMaps[$0])
+            try DecoderLayer(layer: $0, description: description, tensors: tensors, precision: precision, expertMap: expertMaps[$0])
         }
         rope = RotaryEmbedding(description.rope)
-        self.experts = try experts ?? LoadedExperts(description: description, tensors: tensors)
+        self.experts = try experts ?? LoadedExperts(description: description, tensors: tensors, precision: precision)
     }
 
     /// Opens a Hugging Face checkpoint folder and loads everything into memory.
-    public convenience init(directory: URL) throws {
+    public convenience init(directory: URL, precision: WeightPrecision = .stored) throws {
         let checkpoint = try CheckpointDirectory(url: directory)
         let description = try Architectures.describe(configData: try checkpoint.configData(),
                                                      file: directory.appendingPathComponent("config.json").path)
-        try self.init(description: description, tensors: checkpoint)
+        try self.init(description: description, tensors: checkpoint, precision: precision)
     }
 
     public func makeCache() -> KVCache { KVCache(layerCount: description.layerCount) }
@@ -95,7 +94,7 @@ public final class MoEModel: Sendable {
         }
         for (i, tokens) in batch.enumerated() { caches[i].length += tokens.count }
         Functions.rmsNorm(&hidden, weight: finalNorm, epsilon: description.rmsNormEpsilon)
-        let logits = LinearAlgebra.linear(hidden, outputHead)
+        let logits = outputHead.linear(hidden)
         return segments.count == 1 ? [logits] : segments.map { logits.rows($0.rows) }
     }
 
@@ -105,31 +104,35 @@ public final class MoEModel: Sendable {
         return try forward(tokens, cache: &cache, observer: observer)
     }
 
-    /// Parameters held in dense (non-expert) weights.
-    public var denseParameterCount: Int {
-        var total = embedding.count + finalNorm.count + (description.tieWordEmbeddings ? 0 : outputHead.count)
-        total += layers.reduce(0) { $0 + $1.parameterCount }
+    /// Bytes held by the dense (non-expert) weights as loaded: embedding, attention, norms,
+    /// routers, shared experts, dense layers and the output head (counted once when tied).
+    public var denseByteCount: Int {
+        let floats = MemoryLayout<Float>.size
+        var total = embedding.byteCount + finalNorm.count * floats + (tiedHead ? 0 : outputHead.byteCount)
+        total += layers.reduce(0) { $0 + $1.byteCount }
         return total
     }
 }
 
 extension DecoderLayer {
-    var parameterCount: Int {
-        var total = inputNorm.count + postAttentionNorm.count
+    /// Bytes of this layer's dense weights as loaded (experts excluded).
+    var byteCount: Int {
+        let floats = MemoryLayout<Float>.size
+        func bytes(_ w: (any LinearWeight)?) -> Int { w?.byteCount ?? 0 }
+        func bytes(_ v: [Float]?) -> Int { (v?.count ?? 0) * floats }
+        var total = bytes(inputNorm) + bytes(postAttentionNorm)
         switch attention {
         case let .grouped(a):
-            total += a.q.count + a.k.count + a.v.count + a.o.count
-            total += (a.qBias?.count ?? 0) + (a.kBias?.count ?? 0) + (a.vBias?.count ?? 0)
-            total += (a.qNorm?.count ?? 0) + (a.kNorm?.count ?? 0)
+            total += bytes(a.q) + bytes(a.k) + bytes(a.v) + bytes(a.o)
+            total += bytes(a.qBias) + bytes(a.kBias) + bytes(a.vBias) + bytes(a.qNorm) + bytes(a.kNorm)
         case let .latent(a):
-            total += (a.qProj?.count ?? 0) + (a.qA?.count ?? 0) + (a.qANorm?.count ?? 0) + (a.qB?.count ?? 0)
-            total += a.kvA.count + a.kvANorm.count + a.kvB.count + a.o.count
+            total += bytes(a.qProj) + bytes(a.qA) + bytes(a.qANorm) + bytes(a.qB)
+            total += bytes(a.kvA) + bytes(a.kvANorm) + bytes(a.kvB) + bytes(a.o)
         }
         switch feedForward {
-        case let .dense(f): total += f.gate.count + f.up.count + f.down.count
+        case let .dense(f): total += f.residentBytes
         case let .moe(m):
-            total += m.routerWeight.count + (m.sharedGate?.count ?? 0)
-            if let s = m.shared { total += s.gate.count + s.up.count + s.down.count }
+            total += m.routerWeight.byteCount + bytes(m.sharedGate) + (m.shared?.residentBytes ?? 0)
         }
         return total
     }

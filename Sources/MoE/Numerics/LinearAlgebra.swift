@@ -31,8 +31,8 @@ public enum LinearAlgebra {
     public static let smallBatchLimit = 8
 
     /// Multiply-adds above which a small-batch product is split over the cores.
-    static let parallelWork = 1 << 21
-    static let cores = ProcessInfo.processInfo.activeProcessorCount
+    public static let parallelWork = 1 << 21
+    public static let cores = ProcessInfo.processInfo.activeProcessorCount
 
     /// `y[i * stride + r] = Σ_c W[r, c] · x[i, c]` for `count` input rows: the one place that
     /// picks the dense kernel, so every f32 weight (loaded, mapped from the store or dequantized

@@ -51,9 +51,9 @@ public struct CalibrationProfiler {
         let description = runner.description
         let profiler = accumulator(for: description)
         let spool = try HiddenStateSpool(memoryBudget: hiddenStateBudget)
-        for (i, ids) in sequences.enumerated() {
+        for (i, embedded) in try runner.embed(sequences).enumerated() {
             profiler.countSequence()
-            try spool.store(try runner.embed(ids), for: i)
+            try spool.store(embedded, for: i)
         }
         let totalTokens = sequences.reduce(0) { $0 + $1.count }
         for l in 0..<description.layerCount {
