@@ -15,6 +15,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Held-out .jsonl files or calib/<domain> folders (their heldout.jsonl), comma-separated.") var data: String
     @Option(help: "Tokens scored per data file.") var maxTokens = 8192
     @Option(help: "Window length: each window is scored as its own sequence.") var window = 256
+    @Option(help: "stored: BF16/F16 weights stay 16-bit (the default); float32: widen them at load.") var precision: WeightPrecision = .stored
+    @Flag(help: "Run layer by layer from the store (chosen automatically when the models do not fit in memory).") var streaming = false
     @Flag(help: "Print JSON (and no progress).") var json = false
 
     func validate() throws {
@@ -29,20 +31,47 @@ struct EvalCommand: ParsableCommand {
         guard window <= description.maxPositionEmbeddings else {
             throw ValidationError("--window \(window) is longer than the model's context of \(description.maxPositionEmbeddings)")
         }
-        let referenceExperts = try StoreExpertSource(store: store)
-        let reference = try store.loadModel(experts: referenceExperts)
-        var candidates = [EvaluationCandidate]()
-        for name in plans {
-            if name == "full" {
-                candidates.append(EvaluationCandidate(plan: "full", model: reference, expertBytes: 0))
-                continue
-            }
-            let plan = try PlanLoader.plan(named: name, in: store)
-            let (model, experts) = try PlanLoader.model(plan: plan, store: store)
-            candidates.append(EvaluationCandidate(plan: name, model: model, expertBytes: experts.residentBytes))
-        }
+        let footprint = try store.footprint()
+        let stored = try plans.filter { $0 != "full" }.map { try PlanLoader.plan(named: $0, in: store) }
+        // In memory the reference and every plan are separate models, each with its own dense weights.
+        let needed = ExecutionMode.inMemoryBytes(footprint)
+            + stored.reduce(0) { $0 + ExecutionMode.inMemoryBytes(footprint, expertBytes: $1.expectedExpertBytes) }
+        let streams = ExecutionMode.streams("eval", neededBytes: needed, forced: streaming)
         let evaluator = Evaluator(window: window)
         let progress = TerminalProgress(quiet: json)
+        let evaluate: ([[Int]], String) throws -> [EvaluationResult]
+        var referenceExperts: StoreExpertSource?
+        if streams {
+            let runner = LayerwiseRunner(description: description, tensors: try StoreTensorProvider(store: store), precision: precision)
+            let candidates = try plans.map { name in
+                try name == "full" ? StreamedCandidate.full(store: store, precision: precision, expertBytes: footprint.expertBytes)
+                    : StreamedCandidate.plan(PlanLoader.plan(named: name, in: store), store: store, precision: precision)
+            }
+            let reference = try StreamedCandidate.full(store: store, precision: precision)
+            evaluate = { windows, file in
+                try evaluator.evaluateStreaming(candidates, reference: reference, runner: runner, windows: windows, data: file) { plan, done, total in
+                    progress.update("evaluating \(plan) on \(URL(fileURLWithPath: file).lastPathComponent): \(TerminalProgress.bar(Double(done) / Double(total))) layer \(done)/\(total)")
+                }
+            }
+        } else {
+            let experts = try StoreExpertSource(store: store, precision: precision)
+            referenceExperts = experts
+            let reference = try store.loadModel(experts: experts, precision: precision)
+            var candidates = [EvaluationCandidate]()
+            for (name, plan) in zip(plans, plans.map { name in stored.first { $0.name == name } }) {
+                guard let plan else {
+                    candidates.append(EvaluationCandidate(plan: "full", model: reference, expertBytes: 0))
+                    continue
+                }
+                let (model, experts) = try PlanLoader.model(plan: plan, store: store, precision: precision)
+                candidates.append(EvaluationCandidate(plan: name, model: model, expertBytes: experts.residentBytes))
+            }
+            evaluate = { windows, file in
+                try evaluator.evaluate(candidates, reference: reference, windows: windows, data: file) { done, total in
+                    progress.update("evaluating on \(URL(fileURLWithPath: file).lastPathComponent): \(TerminalProgress.bar(Double(done) / Double(total))) \(done)/\(total) windows")
+                }
+            }
+        }
         var results = [EvaluationResult]()
         for file in data.split(separator: ",").map(String.init) {
             var url = URL(fileURLWithPath: file)
@@ -54,13 +83,13 @@ struct EvalCommand: ParsableCommand {
             var tokens = [Int]()
             for text in texts where tokens.count < maxTokens { tokens += tokenizer.encode(text) }
             let windows = evaluator.windows(Array(tokens.prefix(maxTokens)))
-            results += try evaluator.evaluate(candidates, reference: reference, windows: windows, data: url.path) { done, total in
-                progress.update("evaluating on \(url.lastPathComponent): \(TerminalProgress.bar(Double(done) / Double(total))) \(done)/\(total) windows")
-            }
+            results += try evaluate(windows, url.path)
         }
         progress.finish()
         // The full model's experts are loaded lazily; by now every one it uses is resident.
-        for i in results.indices where results[i].plan == "full" { results[i].expertBytes = referenceExperts.residentBytes }
+        if let referenceExperts {
+            for i in results.indices where results[i].plan == "full" { results[i].expertBytes = referenceExperts.residentBytes }
+        }
         try Output.print(results, json: json, text: Self.table(results))
     }
 

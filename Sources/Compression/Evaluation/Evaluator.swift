@@ -1,5 +1,6 @@
 import Foundation
 import MoE
+import Routing
 
 /// Quality of a slimmed model against the full one on held-out text.
 public struct EvaluationResult: Codable, Sendable, Equatable {
@@ -51,42 +52,98 @@ public struct Evaluator {
 
     public func evaluate(_ candidates: [EvaluationCandidate], reference: MoEModel, windows: [[Int]], data: String,
                          progress: (Int, Int) -> Void = { _, _ in }) throws -> [EvaluationResult] {
-        var nll = [Double](repeating: 0, count: candidates.count)
-        var kl = nll
-        var agree = [Int](repeating: 0, count: candidates.count)
-        var seconds = nll
-        var referenceNLL = 0.0
-        var count = 0
+        var scores = Scores(candidates: candidates.count)
         for (w, ids) in windows.enumerated() {
             let referenceLogits = try reference.logits(ids)
-            let q = (0..<(ids.count - 1)).map { Self.logSoftmax(referenceLogits, row: $0) }
+            let logits = try candidates.enumerated().map { c, candidate in
+                try scores.timed(c) { try candidate.model.logits(ids) }
+            }
+            scores.add(ids: ids, reference: referenceLogits, candidates: logits)
+            progress(w + 1, windows.count)
+        }
+        return scores.results(plans: candidates.map(\.plan), expertBytes: candidates.map(\.expertBytes), data: data, windows: windows)
+    }
+
+    /// The same evaluation for models bigger than memory: each model (the reference, then each
+    /// candidate) runs all windows through one layer at a time, holding one layer's weights and
+    /// every window's hidden state; the output head then scores the windows. Each window runs
+    /// through each layer on its own, with the kernels a model in memory uses, so the results
+    /// equal `evaluate`'s bit for bit (tokens per second aside).
+    public func evaluateStreaming(_ candidates: [StreamedCandidate], reference: StreamedCandidate, runner: LayerwiseRunner,
+                                  windows: [[Int]], data: String,
+                                  progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> [EvaluationResult] {
+        var scores = Scores(candidates: candidates.count)
+        let layerCount = runner.description.layerCount
+        func lastHiddenStates(_ model: StreamedCandidate) throws -> [Matrix] {
+            var hidden = try runner.embed(windows)
+            for l in 0..<layerCount {
+                let layer = try runner.layer(l, expertMap: model.expertMaps[l])
+                let experts = try model.expertsForLayer(l)
+                for w in hidden.indices { try layer.run(&hidden[w], experts: experts) }
+                progress(model.plan, l + 1, layerCount)
+            }
+            return hidden
+        }
+        let referenceHidden = try lastHiddenStates(reference)
+        var candidateHidden = [[Matrix]]()
+        for (c, candidate) in candidates.enumerated() {
+            candidateHidden.append(try scores.timed(c) { try lastHiddenStates(candidate) })
+        }
+        let head = try runner.head()
+        for (w, ids) in windows.enumerated() {
+            let logits = candidates.indices.map { c in scores.timed(c) { head.logits(candidateHidden[c][w]) } }
+            scores.add(ids: ids, reference: head.logits(referenceHidden[w]), candidates: logits)
+        }
+        return scores.results(plans: candidates.map(\.plan), expertBytes: candidates.map(\.expertBytes), data: data, windows: windows)
+    }
+
+    /// Running sums of every candidate's scores against the reference, window by window.
+    struct Scores {
+        var nll: [Double], kl: [Double], seconds: [Double]
+        var agree: [Int]
+        var referenceNLL = 0.0
+        var count = 0
+
+        init(candidates: Int) {
+            (nll, kl, seconds, agree) = (Array(repeating: 0, count: candidates), Array(repeating: 0, count: candidates),
+                                         Array(repeating: 0, count: candidates), Array(repeating: 0, count: candidates))
+        }
+
+        /// Runs `body`, adding its time to candidate `c`'s.
+        mutating func timed<T>(_ c: Int, _ body: () throws -> T) rethrows -> T {
+            let start = DispatchTime.now().uptimeNanoseconds
+            defer { seconds[c] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+            return try body()
+        }
+
+        mutating func add(ids: [Int], reference: Matrix, candidates: [Matrix]) {
+            let q = (0..<(ids.count - 1)).map { Evaluator.logSoftmax(reference, row: $0) }
             for t in 0..<(ids.count - 1) { referenceNLL -= q[t][ids[t + 1]] }
-            for (c, candidate) in candidates.enumerated() {
-                let start = DispatchTime.now().uptimeNanoseconds
-                let logits = try candidate.model.logits(ids)
-                seconds[c] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            for (c, logits) in candidates.enumerated() {
                 for t in 0..<(ids.count - 1) {
-                    let p = Self.logSoftmax(logits, row: t)
+                    let p = Evaluator.logSoftmax(logits, row: t)
                     nll[c] -= p[ids[t + 1]]
                     var divergence = 0.0
                     for v in q[t].indices { divergence += exp(q[t][v]) * (q[t][v] - p[v]) }
                     kl[c] += divergence
-                    if Self.argmax(p) == Self.argmax(q[t]) { agree[c] += 1 }
+                    if Evaluator.argmax(p) == Evaluator.argmax(q[t]) { agree[c] += 1 }
                 }
             }
             count += ids.count - 1
-            progress(w + 1, windows.count)
         }
-        let n = Double(max(count, 1))
-        let referencePerplexity = exp(referenceNLL / n)
-        let tokens = Double(windows.reduce(0) { $0 + $1.count })
-        return candidates.enumerated().map { c, candidate in
-            let perplexity = exp(nll[c] / n)
-            return EvaluationResult(
-                plan: candidate.plan, data: data, tokens: count, perplexity: perplexity, referencePerplexity: referencePerplexity,
-                perplexityChangePercent: (perplexity / referencePerplexity - 1) * 100, meanKL: kl[c] / n,
-                topOneAgreement: Double(agree[c]) / n, expertBytes: candidate.expertBytes,
-                tokensPerSecond: tokens / max(seconds[c], 1e-9))
+
+        func results(plans: [String], expertBytes: [Int], data: String, windows: [[Int]]) -> [EvaluationResult] {
+            let n = Double(max(count, 1))
+            let referencePerplexity = exp(referenceNLL / n)
+            let tokens = Double(windows.reduce(0) { $0 + $1.count })
+            return plans.indices.map { c in
+                let perplexity = exp(nll[c] / n)
+                return EvaluationResult(
+                    plan: plans[c], data: data, tokens: count, perplexity: perplexity, referencePerplexity: referencePerplexity,
+                    perplexityChangePercent: (perplexity / referencePerplexity - 1) * 100, meanKL: kl[c] / n,
+                    topOneAgreement: Double(agree[c]) / n, expertBytes: expertBytes[c],
+                    tokensPerSecond: tokens / max(seconds[c], 1e-9))
+            }
         }
     }
 

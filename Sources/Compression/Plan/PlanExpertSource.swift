@@ -14,11 +14,12 @@ public final class PlanExpertSource: ExpertSource, @unchecked Sendable {
     public let plan: CompressionPlan
     private let slots: [Int: [any Expert]]
 
-    public init(plan: CompressionPlan, provider: some ExpertVariantProvider) throws {
+    /// `layers`, when given, limits loading to those layers (a model streamed layer by layer).
+    public init(plan: CompressionPlan, provider: some ExpertVariantProvider, layers only: Set<Int>? = nil) throws {
         self.plan = plan
         var slots = [Int: [any Expert]]()
         for (l, layer) in plan.layers.enumerated() {
-            guard let layer else { continue }
+            guard let layer, only?.contains(l) ?? true else { continue }
             slots[l] = try layer.slots.map { slot in
                 let record = slot.record
                 return try provider.expert(layer: l, expert: record.expert, variant: record.variant)
