@@ -34,6 +34,7 @@ struct SlimCommand: ParsableCommand {
     @Flag(help: "Quantize with GPTQ (per-expert Hessians from the calibration replay) instead of round-to-nearest.") var gptq = false
     @Option(help: "Calibration text for quantization errors (default: the profile's own source).") var calib: String?
     @Option(help: "Calibration samples used by quantization.") var maxSamples = 32
+    @Flag(help: "Replay calibration layer by layer from the store (chosen automatically when the model does not fit in memory).") var streaming = false
     @Flag(help: "Print the summary as JSON (and no progress).") var json = false
 
     func validate() throws {
@@ -76,6 +77,15 @@ struct SlimCommand: ParsableCommand {
             let data = try CalibrationData(contentsOf: URL(fileURLWithPath: source))
             let limit = try store.modelDescription().maxPositionEmbeddings
             calibration = data.texts.prefix(maxSamples).map { Array(tokenizer.encode($0).prefix(min(512, limit))) }.filter { $0.count >= 2 }
+        }
+        if !calibration.isEmpty {
+            // In memory the replay holds the whole model and every layer's routed inputs.
+            let description = try store.modelDescription()
+            let routedBytes = calibration.reduce(0) { $0 + $1.count } * description.hiddenSize * 4
+                * description.moeLayerIndices.reduce(0) { $0 + description.layers[$1].moe!.topK }
+            if ExecutionMode.streams("slim", neededBytes: ExecutionMode.inMemoryBytes(try store.footprint()) + routedBytes, forced: streaming) {
+                options.layerRecordSink = { [store] records in try store.putExpertRecords(records) }
+            }
         }
         let progress = TerminalProgress(quiet: json)
         let slimmer = try Slimmer(store: store)

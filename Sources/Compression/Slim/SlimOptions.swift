@@ -1,3 +1,5 @@
+import ExpertStore
+import MoE
 import Routing
 
 /// What `moekit slim` builds: any combination of pruning (with novices), merging and
@@ -30,6 +32,14 @@ public struct SlimOptions: Sendable {
     public var uniformBits: Int?
     public var groupSize = 64
     public var gptq = false
+    /// How the calibration replay holds 16-bit weights (quantization always starts from the
+    /// imported weights widened exactly, whatever this says).
+    public var replayPrecision: WeightPrecision = .stored
+    /// Set to stream: the calibration replay runs layer by layer from the store, and each
+    /// layer's quantized records are handed here (written in their own transaction) as soon
+    /// as they are made, instead of being held for the plan's commit. A slim killed part way
+    /// leaves such records without a plan; a re-run with the same name writes the same keys.
+    public var layerRecordSink: (@Sendable ([ExpertRecord]) throws -> Void)?
 
     public init(name: String) { self.name = name }
 }

@@ -196,64 +196,112 @@ public struct Slimmer {
 
     // MARK: Quantization
 
+    /// One quantized slot: its weights at a width, and the gate-weighted output error.
+    private struct Candidate {
+        var layer: Int
+        var slot: Int
+        var options: [(expert: QuantizedExpert?, error: Double)]
+    }
+
     private func quantize(layers: inout [LayerPlan?], merged: [Int: [Int: FeedForward]], options: SlimOptions,
                           calibration: [[Int]], progress: (String) -> Void) throws -> (records: [ExpertRecord], histogram: [Int: Int]) {
         guard !calibration.isEmpty else {
             throw PlanError.invalid(plan: options.name, reason: "quantization measures errors on calibration text; none was given")
         }
-        // Replay: the tokens every expert receives in the full model, with their gates.
-        let model = try store.loadModel()
-        let routed = RoutedInputs(hiddenSize: description.hiddenSize)
-        for (i, ids) in calibration.enumerated() {
-            _ = try model.logits(ids, observer: routed)
-            progress("calibration replay \(i + 1)/\(calibration.count)")
-        }
         let choices = options.uniformBits.map { [$0] } ?? options.bitChoices.sorted()
         let formats = try choices.map { try QuantizationFormat(bits: $0, groupSize: options.groupSize) }
-
-        // Candidate quantizations of every weight slot and their gate-weighted output errors.
-        struct Candidate { var layer: Int; var slot: Int; var weights: FeedForward; var options: [(QuantizedExpert, Double)] }
-        var candidates = [Candidate]()
-        for l in description.moeLayerIndices {
-            guard let layer = layers[l] else { continue }
-            for (s, slot) in layer.slots.enumerated() {
-                let weights: FeedForward
-                switch slot {
-                case .novice: continue
-                case let .expert(e, _): weights = try originalExpert(layer: l, expert: e)
-                case .merged: weights = merged[l]![s]!
-                }
-                let (x, gates) = routed.rows(layer: l, experts: slot.experts)
-                let reference = x.rows > 0 ? weights.forward(x) : Matrix(zeros: 0, description.hiddenSize)
-                var quantizedOptions = [(QuantizedExpert, Double)]()
-                for format in formats {
-                    let q = options.gptq ? try gptq(weights, x: x, gates: gates, format: format) : try QuantizedExpert(quantizing: weights, format: format)
-                    quantizedOptions.append((q, x.rows > 0 ? Self.gatedError(reference, q.forward(x), gates: gates) : 0))
-                }
-                candidates.append(Candidate(layer: l, slot: s, weights: weights, options: quantizedOptions))
+        // Replay: the tokens every expert receives in the full model, with their gates.
+        func replay() throws -> any CalibrationReplay {
+            if options.layerRecordSink != nil {
+                return try StreamedReplay(store: store, calibration: calibration, precision: options.replayPrecision)
             }
-            progress("quantized candidates of layer \(l)")
+            return try InMemoryReplay(model: store.loadModel(precision: options.replayPrecision), calibration: calibration, progress: progress)
         }
-        // Exact multiple-choice knapsack over code bits (scales and minimums are not budgeted).
-        let parameters = 3 * description.hiddenSize * (description.moeLayerIndices.first.map { description.layers[$0].moe!.expertIntermediateSize } ?? 0)
-        var picks = candidates.map { _ in 0 }
-        if options.uniformBits == nil, let average = options.averageBits {
-            let items = candidates.map { c in zip(choices, c.options).map { BitAllocation.Option(bits: $0, cost: $0 * parameters, error: $1.1) } }
-            let solution = try BitAllocation.solve(items, budget: BitAllocation.budget(averageBits: average, parameterCount: parameters * candidates.count))
-            picks = solution.choices
-        }
+        // Streaming keeps no quantized weights across layers: with several widths it measures
+        // every width's error in a first replay, allocates, then quantizes the chosen width of
+        // each slot in a second replay (quantization is deterministic, so the weights are the ones measured).
+        let keepWeights = options.layerRecordSink == nil || choices.count == 1
+        var candidates = [Candidate]()
         var records = [ExpertRecord]()
         var histogram = [Int: Int]()
+        var source = try replay()
+        for l in description.moeLayerIndices {
+            guard layers[l] != nil else { continue }
+            let layerCandidates = try quantizeLayer(l, plan: layers[l]!, merged: merged, routed: source.inputs(layer: l, progress: progress),
+                                                    formats: { _ in formats }, keepWeights: keepWeights, options: options)
+            progress("quantized candidates of layer \(l)")
+            if choices.count == 1 {
+                records += try apply(layerCandidates, picks: layerCandidates.map { _ in 0 }, choices: choices, formats: formats,
+                                     layers: &layers, histogram: &histogram, options: options)
+            } else {
+                candidates += layerCandidates
+            }
+        }
+        guard choices.count > 1, let average = options.averageBits else { return (records, histogram) }
+        // Exact multiple-choice knapsack over code bits (scales and minimums are not budgeted).
+        let parameters = 3 * description.hiddenSize * (description.moeLayerIndices.first.map { description.layers[$0].moe!.expertIntermediateSize } ?? 0)
+        let items = candidates.map { c in zip(choices, c.options).map { BitAllocation.Option(bits: $0, cost: $0 * parameters, error: $1.error) } }
+        let picks = try BitAllocation.solve(items, budget: BitAllocation.budget(averageBits: average, parameterCount: parameters * candidates.count)).choices
+        if keepWeights {
+            records += try apply(candidates, picks: picks, choices: choices, formats: formats, layers: &layers, histogram: &histogram, options: options)
+            return (records, histogram)
+        }
+        var pick = [String: Int]()
+        for (c, p) in zip(candidates, picks) { pick["\(c.layer)/\(c.slot)"] = p }
+        source = try replay()
+        for l in description.moeLayerIndices {
+            guard layers[l] != nil else { continue }
+            let chosen = try quantizeLayer(l, plan: layers[l]!, merged: merged, routed: source.inputs(layer: l, progress: progress),
+                                           formats: { [formats[pick["\(l)/\($0)"]!]] }, keepWeights: true, options: options)
+            // Each candidate now holds only its chosen width; map it back to its index in `choices`.
+            records += try apply(chosen, picks: chosen.map { _ in 0 }, choices: choices, formats: formats, layers: &layers,
+                                 histogram: &histogram, options: options, chosenIndex: { pick["\(l)/\($0.slot)"]! })
+            progress("quantized layer \(l)")
+        }
+        return (records, histogram)
+    }
+
+    /// Quantizes every weight slot of layer `l` at each of `formats(slot)`, measuring the
+    /// gate-weighted output error on the tokens routed to it.
+    private func quantizeLayer(_ l: Int, plan layer: LayerPlan, merged: [Int: [Int: FeedForward]], routed: RoutedInputs,
+                               formats: (Int) -> [QuantizationFormat], keepWeights: Bool, options: SlimOptions) throws -> [Candidate] {
+        var candidates = [Candidate]()
+        for (s, slot) in layer.slots.enumerated() {
+            let weights: FeedForward
+            switch slot {
+            case .novice: continue
+            case let .expert(e, _): weights = try originalExpert(layer: l, expert: e)
+            case .merged: weights = merged[l]![s]!
+            }
+            let (x, gates) = routed.rows(layer: l, experts: slot.experts)
+            let reference = x.rows > 0 ? weights.forward(x) : Matrix(zeros: 0, description.hiddenSize)
+            var quantizedOptions = [(expert: QuantizedExpert?, error: Double)]()
+            for format in formats(s) {
+                let q = options.gptq ? try gptq(weights, x: x, gates: gates, format: format) : try QuantizedExpert(quantizing: weights, format: format)
+                quantizedOptions.append((keepWeights ? q : nil, x.rows > 0 ? Self.gatedError(reference, q.forward(x), gates: gates) : 0))
+            }
+            candidates.append(Candidate(layer: l, slot: s, options: quantizedOptions))
+        }
+        return candidates
+    }
+
+    /// Points each candidate's slot at its picked width and returns the records to write (or,
+    /// streaming, writes them at once through `options.layerRecordSink` and returns none).
+    private func apply(_ candidates: [Candidate], picks: [Int], choices: [Int], formats: [QuantizationFormat],
+                       layers: inout [LayerPlan?], histogram: inout [Int: Int], options: SlimOptions,
+                       chosenIndex: ((Candidate) -> Int)? = nil) throws -> [ExpertRecord] {
+        var records = [ExpertRecord]()
         for (c, pick) in zip(candidates, picks) {
-            let bits = choices[pick]
+            let index = chosenIndex?(c) ?? pick
+            let bits = choices[index]
             histogram[bits, default: 0] += 1
             let slot = layers[c.layer]!.slots[c.slot]
             let shared = !options.gptq && slot.record.variant == 0
-            let variant = shared ? ExpertVariants.quantized(formats[pick]) : ExpertVariants.gptq(plan: options.name, bits: bits)
+            let variant = shared ? ExpertVariants.quantized(formats[index]) : ExpertVariants.gptq(plan: options.name, bits: bits)
             let key = ExpertKey(layer: c.layer, expert: slot.record.expert, variant: ExpertVariant(rawValue: variant))
             let alreadyStored = shared ? try store.containsExpertRecord(key) : false
             if !alreadyStored {
-                records.append(ExpertVariants.record(key, quantized: c.options[pick].0))
+                records.append(ExpertVariants.record(key, quantized: c.options[pick].expert!))
             }
             switch slot {
             case let .expert(e, _): layers[c.layer]!.slots[c.slot] = .expert(e, variant: variant)
@@ -261,7 +309,9 @@ public struct Slimmer {
             case .novice: break
             }
         }
-        return (records, histogram)
+        guard let sink = options.layerRecordSink, !records.isEmpty else { return records }
+        try sink(records)
+        return []
     }
 
     /// GPTQ of the three projections with gate²-weighted input Hessians (the weighting makes
