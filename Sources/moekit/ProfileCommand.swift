@@ -18,7 +18,7 @@ struct ProfileCommand: ParsableCommand {
     @OptionGroup var storeOption: StoreOption
     @OptionGroup var calibration: CalibrationOptions
     @Option(help: "Name to store the profile under.") var name: String
-    @Flag(help: "Stream layer by layer (for models bigger than memory).") var streaming = false
+    @Flag(help: "Stream layer by layer (chosen automatically when the model does not fit in memory).") var streaming = false
     @Option(help: "With --streaming: MB of hidden states kept in memory before spilling to disk.") var hiddenStateMemory = 256
     @Option(help: "Run all experts on every n-th token for HC-SMoE's all-token means (0 = off).") var denseSampleStride = 16
     @Option(help: "Also write every derived criterion per (layer, expert) to this JSON file.") var export: String?
@@ -38,7 +38,7 @@ struct ProfileCommand: ParsableCommand {
             progress.update("profiling \(name): \(TerminalProgress.bar(Double(p.done) / Double(p.total))) \(p.stage) \(p.done)/\(p.total), \(p.tokens) tokens, \(Int(rate)) tokens/s")
         }
         let profile: RoutingProfile
-        if streaming {
+        if ExecutionMode.streams("profile", neededBytes: ExecutionMode.inMemoryBytes(try store.footprint()), forced: streaming) {
             let tensors = try StoreTensorProvider(store: store)
             profile = try profiler.profileStreaming(
                 runner: LayerwiseRunner(description: description, tensors: tensors), sequences: sequences,
