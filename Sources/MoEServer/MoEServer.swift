@@ -166,8 +166,8 @@ public final class MoEServer: Sendable {
 
     private func models() throws -> Response {
         var entries = [ModelList.Model]()
-        if let cache = engine.cache {
-            entries.append(ModelList.Model(id: "auto", created: started, served: true, expertBytes: cache.limitBytes ?? 0))
+        if engine.selector != nil {
+            entries.append(ModelList.Model(id: "auto", created: started, served: true, expertBytes: engine.cache?.limitBytes ?? 0))
         }
         for name in try engine.store.plans.names() {
             let bytes = engine.plans[name]?.plan.expectedExpertBytes ?? (try? engine.store.plans.get(CompressionPlan.self, named: name))??.expectedExpertBytes ?? 0

@@ -4,7 +4,6 @@ public enum ServeError: Error, CustomStringConvertible, Equatable {
     case noMoELayer
     case noProfile(plan: String)
     case missingProfile(plan: String, profile: String)
-    case tooLarge(plans: [String], bytes: Int, limit: Int)
     case noTokenizer(store: String)
 
     public var description: String {
@@ -17,8 +16,6 @@ public enum ServeError: Error, CustomStringConvertible, Equatable {
             return "plan '\(plan)' names no routing profile, so --auto has no signature for it; build it with `moekit slim --profile`"
         case let .missingProfile(plan, profile):
             return "plan '\(plan)' was built from profile '\(profile)', which is not in the store (or lacks the first MoE layer)"
-        case let .tooLarge(plans, bytes, limit):
-            return "serving \(plans.joined(separator: ", ")) takes \(bytes) bytes of experts in memory, more than --max-expert-memory (\(limit) bytes); use --auto to load experts on demand within the bound"
         case let .noTokenizer(store):
             return "\(store): the store has no tokenizer.json (the checkpoint it was imported from had none), so it cannot serve text"
         }

@@ -11,8 +11,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var host: String
     /// 0 picks a free port (reported by `RunningServer.port`).
     public var port: Int
-    /// Bound on resident expert bytes: the LRU cache size with `auto`, and a check that every
-    /// plan fits without it. nil: no bound.
+    /// Bound on resident expert bytes: the experts then come through an LRU cache of this size
+    /// (with or without `auto`). nil: loaded at start when they fit `memoryBudget`, else
+    /// through a cache sized to it (see `ExpertResidency`).
     public var maxExpertMemory: Int?
     /// Requests computed at once, sharing each forward pass of their plan; the rest wait in FIFO order.
     public var maxConcurrency: Int
@@ -21,10 +22,12 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// How original BF16/F16 experts are held: kept as stored (half the memory of f32, read
     /// directly by the half-precision kernels) unless told to widen them.
     public var expertPrecision: ExpertPrecision
+    /// The memory the experts must fit; nil: `AvailableMemory.current()` when the engine starts.
+    public var memoryBudget: AvailableMemory.Budget?
 
     public init(plans: [String], auto: Bool = false, host: String = "127.0.0.1", port: Int = 8080,
                 maxExpertMemory: Int? = nil, maxConcurrency: Int = 8, maxBodyBytes: Int = 1 << 20,
-                expertPrecision: ExpertPrecision = .stored) {
+                expertPrecision: ExpertPrecision = .stored, memoryBudget: AvailableMemory.Budget? = nil) {
         self.plans = plans
         self.auto = auto
         self.host = host
@@ -33,5 +36,6 @@ public struct ServerConfiguration: Sendable, Equatable {
         self.maxConcurrency = maxConcurrency
         self.maxBodyBytes = maxBodyBytes
         self.expertPrecision = expertPrecision
+        self.memoryBudget = memoryBudget
     }
 }

@@ -47,7 +47,8 @@ public final class ServerMetrics: @unchecked Sendable {
         lock.withLock { requests[RequestKey(endpoint: endpoint, status: status)] ?? 0 }
     }
 
-    /// The exposition text; `gauges` are sampled by the caller at scrape time.
+    /// The exposition text; the gauges are sampled by the caller at scrape time. `cache` is
+    /// given whenever the experts come through the expert cache, `--auto` or not.
     public func render(residentExpertBytes: Int, cache: ExpertCache.Statistics?, queue: InferenceQueue.Statistics,
                        batches: BatchGenerator.Statistics) -> String {
         lock.lock()
@@ -90,9 +91,11 @@ public final class ServerMetrics: @unchecked Sendable {
             sample("moekit_expert_cache_hits_total", [], cache.hits)
             family("moekit_expert_cache_misses_total", "counter", "Expert look-ups that loaded the expert from the store.")
             sample("moekit_expert_cache_misses_total", [], cache.misses)
-            family("moekit_expert_cache_evictions_total", "counter", "Experts evicted (least recently used) to stay within --max-expert-memory.")
+            family("moekit_expert_cache_evictions_total", "counter", "Experts evicted (least recently used) to stay within the cache's bound.")
             sample("moekit_expert_cache_evictions_total", [], cache.evictions)
-            family("moekit_expert_cache_limit_bytes", "gauge", "The expert cache's bound (--max-expert-memory); 0 = unbounded.")
+            family("moekit_expert_cache_entries", "gauge", "Experts held in the expert cache (their bytes: moekit_resident_expert_bytes).")
+            sample("moekit_expert_cache_entries", [], cache.entries)
+            family("moekit_expert_cache_limit_bytes", "gauge", "The expert cache's bound (--max-expert-memory, or sized from the memory available); 0 = unbounded.")
             sample("moekit_expert_cache_limit_bytes", [], cache.limitBytes ?? 0)
         }
         family("moekit_requests_running", "gauge", "Generation requests being computed now.")

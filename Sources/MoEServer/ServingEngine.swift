@@ -4,7 +4,8 @@ import Foundation
 import MoE
 
 /// The model side of the server, free of HTTP: the store's tokenizer and chat template, one
-/// runnable model per served plan, and (with `auto`) the plan selector and expert cache.
+/// runnable model per served plan, the plan selector (with `auto`), and the expert cache
+/// (with `auto`, a memory bound, or plans too large to load at start).
 /// `prepare` and `generate` are synchronous CPU work; the server calls them on its
 /// `InferenceQueue`, never on an event loop.
 public final class ServingEngine: @unchecked Sendable {
@@ -12,7 +13,7 @@ public final class ServingEngine: @unchecked Sendable {
     public struct ServedPlan: Sendable {
         public var plan: CompressionPlan
         public var model: MoEModel
-        /// Experts loaded at start (fixed plans); nil for plans whose experts live in the cache.
+        /// Experts loaded at start; nil for plans whose experts live in the cache.
         public var eagerExperts: PlanExpertSource?
         /// Runs this plan's requests in flight together, one forward pass per step.
         public var batcher: BatchGenerator
@@ -41,7 +42,11 @@ public final class ServingEngine: @unchecked Sendable {
     public let configuration: ServerConfiguration
     public let plans: [String: ServedPlan]
     public let selector: PlanSelector?
+    /// The experts' cache when they come through one (`--auto`, `--max-expert-memory`, or
+    /// plans that do not fit in memory); nil when every plan's experts were loaded at start.
     public let cache: ExpertCache?
+    /// Whether the experts were loaded at start or come through `cache`, and why.
+    public let residency: ExpertResidency
     /// Served plan names in the order given.
     public let planNames: [String]
 
@@ -58,36 +63,31 @@ public final class ServingEngine: @unchecked Sendable {
         planNames = names
         let documents = try names.map { try PlanLoader.plan(named: $0, in: store) }
 
+        let footprint = try ExpertFootprint(store: store, plans: documents, precision: configuration.expertPrecision)
+        residency = ExpertResidency.decide(footprint: footprint, requestedLimit: configuration.maxExpertMemory,
+                                           budget: configuration.memoryBudget ?? AvailableMemory.current(), onDemand: configuration.auto)
         var plans = [String: ServedPlan]()
-        if configuration.auto {
-            // Nothing is loaded up front: each plan's experts come through the shared cache.
-            let cache = ExpertCache(limitBytes: configuration.maxExpertMemory)
+        switch residency.mode {
+        case let .cached(limit):
+            // Nothing is loaded up front: every plan's experts come through one shared cache,
+            // so plans keeping the same expert hold one copy.
+            let cache = ExpertCache(limitBytes: limit)
             let loader = try StoreExpertLoader(store: store, precision: configuration.expertPrecision)
             for plan in documents {
-                let experts = CachedPlanExpertSource(plan: plan, cache: cache, loader: loader)
-                let model = try MoEModel(description: description, tensors: StoreTensorProvider(store: store),
-                                         experts: experts, expertMaps: plan.expertMaps)
+                let model = try CachedPlanExpertSource.model(plan: plan, store: store, cache: cache, loader: loader)
                 plans[plan.name] = ServedPlan(plan: plan, model: model, eagerExperts: nil,
                                               batcher: BatchGenerator(model: model, maxBatchSize: configuration.maxConcurrency))
             }
             self.cache = cache
-            selector = try PlanSelector(store: store, plans: documents)
-        } else {
-            var resident = 0
+        case .resident:
             for plan in documents {
                 let (model, experts) = try PlanLoader.model(plan: plan, store: store, precision: configuration.expertPrecision)
                 plans[plan.name] = ServedPlan(plan: plan, model: model, eagerExperts: experts,
                                               batcher: BatchGenerator(model: model, maxBatchSize: configuration.maxConcurrency))
-                // Checked on what was actually loaded: with `--expert-precision float32` originals
-                // are widened in memory, so the plan's stored size (`expectedExpertBytes`) can be half of it.
-                resident += experts.residentBytes
-                if let limit = configuration.maxExpertMemory, resident > limit {
-                    throw ServeError.tooLarge(plans: documents.prefix { $0.name != plan.name }.map(\.name) + [plan.name], bytes: resident, limit: limit)
-                }
             }
             cache = nil
-            selector = nil
         }
+        selector = configuration.auto ? try PlanSelector(store: store, plans: documents) : nil
         self.plans = plans
     }
 

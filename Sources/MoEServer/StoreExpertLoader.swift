@@ -77,8 +77,9 @@ public struct StoreExpertLoader: @unchecked Sendable {
     }
 }
 
-/// One plan's slots, fetched through the shared `ExpertCache`: the expert source of a plan
-/// served with `--auto`. Nothing is loaded until a token is routed to it.
+/// One plan's slots, fetched through a shared `ExpertCache`: the expert source of a plan
+/// served with `--auto`, or of any plan whose experts do not all fit in memory (or are
+/// bounded by `--max-expert-memory`). Nothing is loaded until a token is routed to it.
 public final class CachedPlanExpertSource: ExpertSource, @unchecked Sendable {
     public let plan: CompressionPlan
     private let cache: ExpertCache
@@ -98,5 +99,15 @@ public final class CachedPlanExpertSource: ExpertSource, @unchecked Sendable {
         return try cache.expert(ExpertCache.Key(layer: layer, expert: record.expert, variant: record.variant)) {
             try loader.expert(layer: layer, expert: record.expert, variant: record.variant)
         }
+    }
+}
+
+extension CachedPlanExpertSource {
+    /// `plan` as a runnable model whose experts come through `cache`: the store's dense
+    /// weights, the plan's router maps, and its slots loaded by `loader` on first use.
+    public static func model(plan: CompressionPlan, store: ExpertStore, cache: ExpertCache, loader: StoreExpertLoader) throws -> MoEModel {
+        try MoEModel(description: store.modelDescription(), tensors: StoreTensorProvider(store: store),
+                     experts: CachedPlanExpertSource(plan: plan, cache: cache, loader: loader), expertMaps: plan.expertMaps,
+                     precision: loader.precision)
     }
 }

@@ -13,10 +13,14 @@ struct ServeCommand: AsyncParsableCommand {
         Endpoints: POST /v1/completions, POST /v1/chat/completions (both with "stream": true \
         for server-sent events), GET /v1/models, GET /health, GET /metrics (Prometheus).
         A request's "model" names the plan. With --plan (or --plans without --auto) the plans' \
-        experts are loaded at start and nothing else. With --plans a,b,c --auto each request \
+        experts are loaded at start and nothing else when they fit the memory this process may \
+        use (its cgroup limit, or MemAvailable); when they do not, or with --max-expert-memory, \
+        they come through an LRU cache of that size (or of what the memory allows) and misses \
+        are read from the store. With --plans a,b,c --auto each request \
         gets the plan whose routing signature (first MoE layer's expert-selection shares from the plan's \
         profile, PreMoe) is nearest the prompt's; experts load on demand into a cache bounded by \
-        --max-expert-memory. Chat prompts use the store's ChatML template when it has one, \
+        --max-expert-memory (or by the memory available when all plans' experts do not fit). \
+        The cache's hits, misses and evictions are in /metrics. Chat prompts use the store's ChatML template when it has one, \
         otherwise "role: content" lines ending in "assistant:".
         Example: moekit serve --store demo.store --plans python-reap50,german-reap50 --auto --max-expert-memory 64
         """)
@@ -27,7 +31,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Choose among --plans per request by routing signature, loading experts on demand.") var auto = false
     @Option(help: "Address to bind; the server has no authentication, so keep loopback unless it is behind one.") var host = "127.0.0.1"
     @Option(help: "Port (0 picks a free one).") var port = 8080
-    @Option(help: "Bound on resident expert memory in MB (the expert cache with --auto).") var maxExpertMemory: Double?
+    @OptionGroup var memory: ExpertMemoryOptions
     @Option(help: "Requests computed at once (they share each forward pass of their plan); others wait in line.") var maxConcurrency = 8
     @Option(help: "Largest request body in bytes.") var maxBodyBytes = 1 << 20
     @Option(help: "stored: BF16/F16 experts stay 16-bit and are read by half-precision kernels; float32: widen them (twice the memory).")
@@ -41,7 +45,6 @@ struct ServeCommand: AsyncParsableCommand {
         guard !planNames.isEmpty else { throw ValidationError("name a plan: --plan NAME, or --plans a,b,c (with --auto)") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
         guard maxConcurrency >= 1 else { throw ValidationError("--max-concurrency must be at least 1") }
-        if let maxExpertMemory, maxExpertMemory <= 0 { throw ValidationError("--max-expert-memory must be positive (MB)") }
         guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
     }
 
@@ -49,17 +52,19 @@ struct ServeCommand: AsyncParsableCommand {
         let store = try ExpertStore(url: storeOption.url)
         let configuration = ServerConfiguration(
             plans: planNames, auto: auto, host: host, port: port,
-            maxExpertMemory: maxExpertMemory.map { Int($0 * 1_048_576) }, maxConcurrency: maxConcurrency, maxBodyBytes: maxBodyBytes,
+            maxExpertMemory: memory.limitBytes, maxConcurrency: maxConcurrency, maxBodyBytes: maxBodyBytes,
             expertPrecision: expertPrecision)
         let engine = try ServingEngine(store: store, configuration: configuration)
+        FileHandle.standardError.write(Data("moekit: \(engine.residency.summary)\n".utf8))
         let server = MoEServer(engine: engine)
         let host = self.host
         let mode = auto ? "choosing per request among \(engine.planNames.joined(separator: ", "))" : "serving \(engine.planNames.joined(separator: ", "))"
         let resident = engine.residentExpertBytes
+        let residency = engine.residency.summary
         try await server.run { port in
-            // One line a supervisor (or serve-bench) can wait for; flushed at once.
-            // Written unbuffered, so a supervisor reading a pipe sees it at once.
-            FileHandle.standardOutput.write(Data("moekit serve: \(mode); \(resident) bytes of experts resident; listening on http://\(host):\(port)\n".utf8))
+            // One line a supervisor (or serve-bench) can wait for, written unbuffered so a
+            // supervisor reading a pipe sees it at once.
+            FileHandle.standardOutput.write(Data("moekit serve: \(mode); \(resident) bytes of experts resident; \(residency); listening on http://\(host):\(port)\n".utf8))
         }
     }
 }

@@ -186,17 +186,14 @@ final class ServerHTTPTests: XCTestCase {
         XCTAssertTrue(text.contains("moekit_plan_requests_total{plan=\"python-50\",auto=\"false\"} 1\n"), text)
         XCTAssertTrue(text.contains("moekit_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"), text)
         XCTAssertTrue(text.contains("# TYPE moekit_request_duration_seconds histogram\n"), text)
+        // The plan fits in memory and no bound was given: loaded at start, no cache to report.
+        XCTAssertEqual(server.engine.residency.mode, .resident)
+        XCTAssertFalse(text.contains("moekit_expert_cache_"), text)
         await running.stop()
     }
 
-    func testMemoryBoundRefusesFixedPlansThatDoNotFit() throws {
+    func testUnknownPlanIsRefused() throws {
         let fixture = try ServeFixture.shared()
-        let fits = try ServingEngine(store: fixture.store, configuration: ServerConfiguration(plans: ["python-50"]))
-        let needed = fits.residentExpertBytes
-        XCTAssertThrowsError(try ServingEngine(store: fixture.store, configuration: ServerConfiguration(plans: ["python-50"], maxExpertMemory: needed - 1))) {
-            XCTAssertEqual($0 as? ServeError, .tooLarge(plans: ["python-50"], bytes: needed, limit: needed - 1))
-        }
-        XCTAssertNoThrow(try ServingEngine(store: fixture.store, configuration: ServerConfiguration(plans: ["python-50"], maxExpertMemory: needed)))
         XCTAssertThrowsError(try ServingEngine(store: fixture.store, configuration: ServerConfiguration(plans: ["no-such-plan"])))
     }
 }

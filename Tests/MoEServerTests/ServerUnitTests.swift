@@ -1,6 +1,7 @@
 import Foundation
 import MoE
 @testable import MoEServer
+import Synchronization
 import XCTest
 
 /// The server's parts that need no model: request checks, stop strings, the LRU cache, templates.
@@ -37,6 +38,58 @@ final class ServerUnitTests: XCTestCase {
         XCTAssertEqual(stats.evictions, 1)
         XCTAssertEqual(stats.residentBytes, 48)
         XCTAssertEqual((try load(3) as? ConstantExpert)?.vector, [3, 3, 3, 3])
+    }
+
+    /// Three experts of 16 bytes (four floats) under a bound of two: each new one evicts
+    /// whichever of the others was used longest ago.
+    func testCacheOfTwoEvictsInLeastRecentlyUsedOrder() throws {
+        let cache = ExpertCache(limitBytes: 2 * 16)
+        func key(_ e: Int) -> ExpertCache.Key { ExpertCache.Key(layer: 1, expert: e, variant: 0) }
+        var loads = [Int]()
+        func use(_ e: Int) throws -> Float {
+            let expert = try cache.expert(key(e)) {
+                loads.append(e)
+                return ConstantExpert(vector: [Float](repeating: Float(e), count: 4))
+            }
+            return try XCTUnwrap(expert as? ConstantExpert).vector[0]
+        }
+        func held() -> [Int] { (0..<3).filter { cache.contains(key($0)) } }
+
+        XCTAssertEqual(try use(0), 0)
+        XCTAssertEqual(try use(1), 1)
+        XCTAssertEqual(held(), [0, 1])
+        XCTAssertEqual(try use(0), 0)  // hit; 1 is now the least recent
+        XCTAssertEqual(try use(2), 2)  // evicts 1
+        XCTAssertEqual(held(), [0, 2])
+        XCTAssertEqual(try use(1), 1)  // miss: 0 (used before 2) goes
+        XCTAssertEqual(held(), [1, 2])
+        XCTAssertEqual(try use(2), 2)  // hit
+        XCTAssertEqual(try use(0), 0)  // miss: 1 goes
+        XCTAssertEqual(held(), [0, 2])
+        XCTAssertEqual(loads, [0, 1, 2, 1, 0])
+        XCTAssertEqual(cache.statistics, ExpertCache.Statistics(hits: 2, misses: 5, evictions: 3, residentBytes: 32, entries: 2, limitBytes: 32))
+        XCTAssertEqual(try XCTUnwrap(cache.statistics.hitRate), 2.0 / 7.0, accuracy: 1e-12)
+    }
+
+    /// Many threads at once: every look-up is counted once as a hit or a miss, every expert
+    /// comes back with its own weights, and the bound holds when they are done.
+    func testCacheUnderConcurrentUse() throws {
+        let cache = ExpertCache(limitBytes: 5 * 16)
+        let lookups = 4000
+        let wrong = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: lookups) { i in
+            let e = (i * 7919) % 12
+            let expert = try? cache.expert(ExpertCache.Key(layer: 0, expert: e, variant: 0)) {
+                ConstantExpert(vector: [Float](repeating: Float(e), count: 4))
+            }
+            if (expert as? ConstantExpert)?.vector != [Float](repeating: Float(e), count: 4) { wrong.withLock { $0 += 1 } }
+        }
+        let stats = cache.statistics
+        XCTAssertEqual(wrong.withLock { $0 }, 0)
+        XCTAssertEqual(stats.hits + stats.misses, lookups)
+        XCTAssertEqual(stats.misses - stats.evictions, stats.entries)
+        XCTAssertLessThanOrEqual(stats.residentBytes, 5 * 16)
+        XCTAssertEqual(stats.residentBytes, stats.entries * 16)
     }
 
     func testRequestChecks() throws {

@@ -100,7 +100,7 @@ public enum AvailableMemory {
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: ":", maxSplits: 1)
             guard parts.count == 2, parts[0] == name else { continue }
-            let fields = parts[1].split(separator: " ", omittingEmptySubsequences: true)
+            let fields = parts[1].split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard let value = fields.first.flatMap({ Int($0) }) else { return nil }
             // Both files write kB (meaning KiB); a bare number would be bytes.
             return fields.count > 1 && fields[1].lowercased() == "kb" ? value * 1024 : value
@@ -140,7 +140,7 @@ public enum AvailableMemory {
     /// A `name value` line of a cgroup's `memory.stat`.
     static func statField(_ name: String, in text: String) -> Int? {
         for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ")
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             if fields.count == 2, fields[0] == name { return Int(fields[1]) }
         }
         return nil
