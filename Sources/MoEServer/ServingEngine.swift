@@ -61,7 +61,7 @@ public final class ServingEngine: @unchecked Sendable {
         var names = [String]()
         for name in configuration.plans where !names.contains(name) { names.append(name) }
         planNames = names
-        let documents = try names.map { try PlanLoader.plan(named: $0, in: store) }
+        let documents = try names.map { try CompressionPlan.named($0, in: store) }   // "full": the unmodified model
 
         let footprint = try ExpertFootprint(store: store, plans: documents, precision: configuration.expertPrecision)
         residency = ExpertResidency.decide(footprint: footprint, requestedLimit: configuration.maxExpertMemory,
