@@ -20,7 +20,8 @@
 #   anon peak    the largest total_rss of memory.stat, sampled every 0.2 s: anonymous memory
 #                (heap, buffers), the memory a process cannot give back without swap
 #   max RSS      GNU time's maximum resident set size: anonymous + resident file-mapped pages
-#                (mmap'd safetensors / LMDB pages count while they are resident)
+#                (mmap'd safetensors / LMDB pages count while they are resident); it can exceed
+#                the cap by the shared libraries' pages, which stay charged to the root cgroup
 #   under cap    yes: finished without the OOM killer (memory.oom_control's oom_kill stayed 0)
 # Before each capped step the work folder's files are dropped from the page cache
 # (`dd iflag=nocache count=0`), so pages cached by an earlier step are not charged to the
@@ -36,12 +37,16 @@
 #   --hidden N --experts N --expert-intermediate N --top-k N --heads N --kv-heads N --head-dim N
 #                            another shape (for a quick check of the harness)
 #   --allow-small            run even if the model is not 4x the cap (marked in the output)
-#   --gptq-keep F            GPTQ step: also prune with REAP to fraction F (e.g. 0.25); default
-#                            1 (GPTQ of every expert)
+#   --gptq-keep F            GPTQ step: prune with REAP to fraction F first, then GPTQ what is
+#                            left (plan reap25-gptq4 at the default 0.25); 1 quantizes every
+#                            expert (plan gptq4). Default 0.25: GPTQ of all 128 experts took
+#                            241 s per layer of this shape on a shared 2-core machine (about
+#                            36 min for 9 layers), a quarter of them 63 s per layer
 #   --serve-uncapped         run the servers without the cap
 #   --skip-tiny              skip the default-model reference rows
 #   --scratch-path DIR       swift build folder (default .build)
 #   --no-build               use the binaries already in the build folder
+#   --dry-run                print the shape, model bytes and the 4x check, then stop
 set -u
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,11 +59,12 @@ WORK="$REPO/work-data/scale-bench"
 KEEP=0
 HIDDEN=2048; EXPERTS=128; EXPERT_INTER=768; TOPK=8; HEADS=32; KV_HEADS=4; HEAD_DIM=128
 ALLOW_SMALL=0
-GPTQ_KEEP=1
+GPTQ_KEEP=0.25
 SERVE_CAPPED=1
 SKIP_TINY=0
 SCRATCH=".build"
 BUILD=1
+DRY=0
 
 die() { echo "scale-bench: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -81,6 +87,7 @@ while [ $# -gt 0 ]; do
     --skip-tiny) SKIP_TINY=1; shift ;;
     --scratch-path) need "$@"; SCRATCH=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --dry-run) DRY=1; shift ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
@@ -116,6 +123,12 @@ else
   die "model of $LAYERS layers is $MODEL_GB GB = ${RATIO}x the $CAP_MB MiB cap, less than 4x; use more --layers, a smaller --cap-mb, or --allow-small"
 fi
 
+if [ "$DRY" = 1 ]; then
+  echo "layers $LAYERS, hidden $HIDDEN, $EXPERTS experts x $EXPERT_INTER, top-$TOPK, $HEADS/$KV_HEADS heads x $HEAD_DIM, vocab $VOCAB"
+  echo "$(layer_bytes) bytes per layer; $FOURX"
+  exit 0
+fi
+
 # ---------------------------------------------------------------- environment
 CGROOT=/sys/fs/cgroup/memory
 if [ -d "$CGROOT" ] && [ -w "$CGROOT" ]; then
@@ -139,7 +152,9 @@ if command -v jq >/dev/null 2>&1; then JSONTOOL=jq; elif command -v python3 >/de
 mkdir -p "$WORK/logs" || die "cannot create $WORK"
 RESULTS="$WORK/results.md"
 SERVER_PID=""
-CURRENT_CG=""
+# cgroup names carry this script's PID, so runs side by side (other checkouts, other users of
+# the machine) never share, reuse or clean up each other's cgroups.
+CG_PREFIX="moekit-bench-$$-"
 SAMPLER_PID=""
 
 cleanup() {
@@ -149,9 +164,10 @@ cleanup() {
   fi
   if [ "$CGROUPS" = 1 ]; then
     local cg
-    for cg in "$CGROOT"/moekit-bench-*; do
+    for cg in "$CGROOT/$CG_PREFIX"*; do
       [ -d "$cg" ] || continue
-      # Anything still inside (a step interrupted by Ctrl-C) is ours: stop it, then remove.
+      # Only this run's cgroups (their names carry this script's PID); anything still inside
+      # one (a step interrupted by Ctrl-C) was started by this run: stop it, then remove.
       while read -r p; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done < "$cg/cgroup.procs"
       sleep 0.2; rmdir "$cg" 2>/dev/null
     done
@@ -212,6 +228,15 @@ print(", ".join("%s %d" % (x["plan"], x["tokensPerSecond"]) for x in r))' "$out"
   echo "${v:--}"
 }
 
+# The line that says why a command failed: its last "Error:" line (ArgumentParser follows it
+# with a usage footer), else its last non-empty stderr line; shortened for a table cell.
+last_error() {
+  local line
+  line=$(grep -E '^(Error|error|Fatal error|fatal error)[: ]' "$1" 2>/dev/null | tail -1)
+  [ -n "$line" ] || line=$(grep -v '^\s*$' "$1" 2>/dev/null | grep -v '^Command terminated by signal' | tail -1)
+  echo "$line" | cut -c1-160 | tr '|' '/'
+}
+
 # Samples a cgroup's anonymous memory (total_rss) and, without GNU time, the process's VmHWM.
 sample() { # cgroup-dir-or-empty pid outfile
   local cg=$1 pid=$2 out=$3 anon=0 hwm=0 v
@@ -227,14 +252,16 @@ sample() { # cgroup-dir-or-empty pid outfile
   done
 }
 
-# Makes a fresh capped cgroup for a step; prints its path (empty when uncapped).
+# Makes a fresh capped cgroup for a step; prints its path (empty when uncapped, FAILED when
+# it cannot be made: a step never runs in a cgroup it did not just create and cap).
 make_cgroup() { # name cap-mb
   local name=$1 cap=$2 cg
   [ "$CGROUPS" = 1 ] && [ "$cap" != "-" ] || { echo ""; return; }
-  cg="$CGROOT/moekit-bench-$name"
-  [ -d "$cg" ] && rmdir "$cg" 2>/dev/null
-  mkdir -p "$cg" || { echo ""; return; }
-  echo $((cap * 1048576)) > "$cg/memory.limit_in_bytes"
+  cg="$CGROOT/$CG_PREFIX$name"
+  mkdir "$cg" 2>/dev/null || { echo "scale-bench: cannot create $cg" >&2; echo FAILED; return; }
+  if ! echo $((cap * 1048576)) > "$cg/memory.limit_in_bytes"; then
+    rmdir "$cg" 2>/dev/null; echo "scale-bench: cannot set the cap of $cg" >&2; echo FAILED; return
+  fi
   [ -e "$cg/memory.memsw.limit_in_bytes" ] && echo $((cap * 1048576)) > "$cg/memory.memsw.limit_in_bytes" 2>/dev/null
   echo "$cg"
 }
@@ -252,6 +279,10 @@ run_step() {
   local capnote=" (uncapped)"; [ "$cap" != "-" ] && capnote=" (cap $cap MiB)"
   echo "== [$set] $name$capnote: $*" >&2
   local cg; cg=$(make_cgroup "$tag" "$cap")
+  if [ "$cg" = FAILED ]; then
+    ROWS+=("| $set | $name | ${cap} | $SET_GB | - | - | - | - | - | - | FAILED (could not create a capped cgroup) |")
+    return 0
+  fi
   [ -n "$cg" ] && evict "$WORK"
   local start; start=$(now)
   local timecmd=()
@@ -285,7 +316,7 @@ run_step() {
   local tps; tps=$(tokens_per_second "$kind" "$out" "$err")
   local status="ok"
   if [ $rc != 0 ]; then
-    local last; last=$(grep -v '^\s*$' "$err" | grep -v '^Command terminated by signal' | tail -1 | cut -c1-160 | tr '|' '/')
+    local last; last=$(last_error "$err")
     [ "$under" = "no (OOM-killed)" ] && last="killed by the OOM killer${last:+; $last}"
     status="FAILED (exit $rc: ${last:-no stderr})"
     tps="-"
@@ -308,9 +339,11 @@ run_set() {
     --max-samples 16 --sequence-length 256 --json
   run_step "$set" slim-reap50-q4 "$cap" none -- "$MOEKIT" slim --store "$store" --profile python --prune reap --keep 0.5 \
     --uniform-bits 4 --name reap50-q4 --max-samples 8 --json
-  local gptq=("$MOEKIT" slim --store "$store" --profile python --uniform-bits 4 --gptq --group 64 --name gptq4 --max-samples 8 --json)
+  local gptqname=gptq4
+  [ "$GPTQ_KEEP" != 1 ] && gptqname="reap$(awk -v k="$GPTQ_KEEP" 'BEGIN { printf "%d", k * 100 + 0.5 }')-gptq4"
+  local gptq=("$MOEKIT" slim --store "$store" --profile python --uniform-bits 4 --gptq --group 64 --name "$gptqname" --max-samples 8 --json)
   [ "$GPTQ_KEEP" != 1 ] && gptq+=(--prune reap --keep "$GPTQ_KEEP")
-  run_step "$set" slim-gptq4 "$cap" none -- "${gptq[@]}"
+  run_step "$set" "slim-$gptqname" "$cap" none -- "${gptq[@]}"
   run_step "$set" slim-reap50 "$cap" none -- "$MOEKIT" slim --store "$store" --profile python --prune reap --keep 0.5 \
     --name reap50 --json
   run_step "$set" slim-reap25 "$cap" none -- "$MOEKIT" slim --store "$store" --profile python --prune reap --keep 0.25 \
@@ -330,6 +363,10 @@ serve_set() {
     local c="-"; [ "$SERVE_CAPPED" = 1 ] && c=$cap
     echo "== [$set] serve --plan $plan$( [ "$c" = "-" ] && echo " (uncapped)" || echo " (cap $c MiB)")" >&2
     local cg; cg=$(make_cgroup "$tag" "$c")
+    if [ "$cg" = FAILED ]; then
+      SERVE_ROWS+=("| $set | $plan | $c | - | - | - | - | - | FAILED (could not create a capped cgroup) |")
+      continue
+    fi
     [ -n "$cg" ] && evict "$WORK"
     local ebytes="-"
     # Expert bytes as inspect reports them for the plan, if it does.
@@ -357,7 +394,7 @@ serve_set() {
     if [ -z "$port" ]; then
       wait "$SERVER_PID" 2>/dev/null; local rc=$?
       [ -n "$cg" ] && [ "$(oom_kills "$cg")" -gt 0 ] && rc="$rc, OOM-killed"
-      status="FAILED (exit $rc: $(grep -v '^\s*$' "$err" | tail -1 | cut -c1-160 | tr '|' '/'))"
+      status="FAILED (exit $rc: $(last_error "$err"))"
     else
       [ "$ebytes" = "-" ] && ebytes=$(grep -o '[0-9]* bytes of experts resident' "$out" | grep -o '^[0-9]*')
       local t0; t0=$(now)
