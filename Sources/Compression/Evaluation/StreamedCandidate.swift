@@ -24,7 +24,7 @@ extension StreamedCandidate {
         let description = try store.modelDescription()
         return StreamedCandidate(plan: "full", expertMaps: [:], expertBytes: expertBytes) { l in
             let count = description.layers[l].moe?.expertCount ?? 0
-            return try StoreExpertSource(store: store, allowing: Set((0..<count).map { ExpertID(layer: l, expert: $0) }), precision: precision)
+            return try StoreExpertSource(store: store, allowing: Set((0..<count).map { ExpertID(layer: l, expert: $0) }), precision: precision, inPlace: true)
         }
     }
 
@@ -32,7 +32,7 @@ extension StreamedCandidate {
     public static func plan(_ plan: CompressionPlan, store: ExpertStore, precision: WeightPrecision = .stored) -> StreamedCandidate {
         StreamedCandidate(plan: plan.name, expertMaps: plan.expertMaps, expertBytes: plan.expectedExpertBytes) { l in
             // A provider per layer: it caches what it loads, and is released with the layer.
-            try PlanExpertSource(plan: plan, provider: StoreVariantProvider(store: store, precision: precision), layers: [l])
+            try PlanExpertSource(plan: plan, provider: StoreVariantProvider(store: store, precision: precision, inPlace: true), layers: [l])
         }
     }
 }

@@ -49,9 +49,10 @@ public struct StoreVariantProvider: ExpertVariantProvider, @unchecked Sendable {
     private let originals: StoreExpertSource
 
     /// `precision` says how original 16-bit experts are held (derived variants have their own formats).
-    public init(store: ExpertStore, precision: WeightPrecision = .stored) throws {
+    /// `inPlace`: original 16-bit experts used in the memory map rather than copied (see `StoreExpertSource.inPlace`).
+    public init(store: ExpertStore, precision: WeightPrecision = .stored, inPlace: Bool = false) throws {
         self.store = store
-        originals = try StoreExpertSource(store: store, precision: precision)
+        originals = try StoreExpertSource(store: store, precision: precision, inPlace: inPlace)
     }
 
     public func expert(layer: Int, expert: Int, variant: UInt32) throws -> any Expert {

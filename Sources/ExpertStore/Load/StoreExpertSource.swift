@@ -24,15 +24,22 @@ public final class StoreExpertSource: ExpertSource, @unchecked Sendable {
     public let allowed: Set<ExpertID>?
     /// Whether 16-bit records are widened to f32 (bit-identical to the checkpoint path) or kept.
     public let precision: WeightPrecision
+    /// Whether kept 16-bit records are used in place in the memory map instead of copied.
+    /// In place, an expert costs no process memory of its own: its pages are the kernel's
+    /// page cache, read on use and dropped under pressure, which is what a pass streamed
+    /// layer by layer wants (a layer's 128 experts would otherwise be a resident copy).
+    /// Copies (the default) keep a server's resident memory exactly its plan's experts.
+    public let inPlace: Bool
     private let description: ModelDescription
     private let snapshot: LMDBSnapshot
     private let lock = NSLock()
     private var loaded = [ExpertID: any Expert]()
 
     public init(store: ExpertStore, variant: ExpertVariant = .original, allowing allowed: Set<ExpertID>? = nil,
-                precision: WeightPrecision = .stored) throws {
+                precision: WeightPrecision = .stored, inPlace: Bool = false) throws {
         self.store = store
         self.precision = precision
+        self.inPlace = inPlace
         self.variant = variant
         self.allowed = allowed
         description = try store.modelDescription()
@@ -107,6 +114,14 @@ public final class StoreExpertSource: ExpertSource, @unchecked Sendable {
                                 up: parts[1].baseAddress!.assumingMemoryBound(to: Float.self),
                                 down: parts[2].baseAddress!.assumingMemoryBound(to: Float.self),
                                 hidden: h, intermediate: f, owner: snapshot)
+        }
+        if precision == .stored, let format = HalfMatrix.Format(sharedBy: header.tensors.map(\.dtype)),
+           inPlace, parts.allSatisfy({ Int(bitPattern: $0.baseAddress) % 2 == 0 }) {
+            let m = (0..<3).map { i in
+                HalfMatrix(rows: header.tensors[i].shape[0], columns: header.tensors[i].shape[1], format: format,
+                           bits: parts[i].baseAddress!.assumingMemoryBound(to: UInt16.self), owner: snapshot)
+            }
+            return HalfPrecisionExpert(gate: m[0], up: m[1], down: m[2])
         }
         if precision == .stored, let format = HalfMatrix.Format(sharedBy: header.tensors.map(\.dtype)) {
             // Copied out and the mapped pages released, as for widened experts: resident
