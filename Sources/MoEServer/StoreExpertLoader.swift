@@ -106,7 +106,7 @@ extension CachedPlanExpertSource {
     /// `plan` as a runnable model whose experts come through `cache`: the store's dense
     /// weights, the plan's router maps, and its slots loaded by `loader` on first use.
     public static func model(plan: CompressionPlan, store: ExpertStore, cache: ExpertCache, loader: StoreExpertLoader) throws -> MoEModel {
-        try MoEModel(description: store.modelDescription(), tensors: StoreTensorProvider(store: store),
+        try MoEModel(description: store.modelDescription(), tensors: PlanTensorProvider(store: store, quantization: plan.denseQuantization),
                      experts: CachedPlanExpertSource(plan: plan, cache: cache, loader: loader), expertMaps: plan.expertMaps,
                      precision: loader.precision)
     }

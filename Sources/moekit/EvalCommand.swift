@@ -96,11 +96,11 @@ struct EvalCommand: ParsableCommand {
     static func table(_ results: [EvaluationResult]) -> String {
         func pad(_ text: String, _ width: Int) -> String { String(text.prefix(width - 1)).padding(toLength: width, withPad: " ", startingAt: 0) }
         func domain(_ path: String) -> String { URL(fileURLWithPath: path).deletingLastPathComponent().lastPathComponent }
-        var lines = [pad("plan", 24) + pad("data", 12) + "tokens  perplexity   full ppl    Δppl %   KL (nats)   top-1  expert MB  tokens/s"]
+        var lines = [pad("plan", 24) + pad("data", 12) + "tokens  perplexity   full ppl    Δppl %   KL (nats)   top-1  expert MB  dense MB  tokens/s"]
         for r in results {
-            lines.append(pad(r.plan, 24) + pad(domain(r.data), 12) + String(format: "%6d  %10.3f  %9.3f  %+8.2f  %10.4f  %5.1f%%  %9.2f  %8.0f",
+            lines.append(pad(r.plan, 24) + pad(domain(r.data), 12) + String(format: "%6d  %10.3f  %9.3f  %+8.2f  %10.4f  %5.1f%%  %9.2f  %8.2f  %8.0f",
                 r.tokens, r.perplexity, r.referencePerplexity, r.perplexityChangePercent, r.meanKL, r.topOneAgreement * 100,
-                Double(r.expertBytes) / 1_048_576, r.tokensPerSecond))
+                Double(r.expertBytes) / 1_048_576, Double(r.denseBytes) / 1_048_576, r.tokensPerSecond))
         }
         var domains = [String](), plans = [String]()
         for r in results {

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import Compression
 import ExpertStore
 import MoE
+import MoEServer
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Describe a model: architecture, layers, experts, parameters, bytes.")
@@ -15,6 +17,9 @@ struct InspectCommand: ParsableCommand {
             let storeSummary = try StoreSummary(store: store)
             summary = ModelSummary(description: try store.modelDescription(), storedBytes: storeSummary.fileBytes)
             summary.store = storeSummary
+            if source.plan != nil {
+                summary.plan = try PlanBytes(plan: CompressionPlan.named(source.plan, in: store), store: store, precision: source.precision)
+            }
         } else {
             let directory = try source.modelDirectory()
             let checkpoint = try CheckpointDirectory(url: directory)
@@ -43,6 +48,8 @@ struct ModelSummary: Encodable {
     var storedBytes: Int
     /// Only for `--store`.
     var store: StoreSummary?
+    /// Only for `--store` with `--plan`.
+    var plan: PlanBytes?
 
     init(description d: ModelDescription, storedBytes: Int) {
         architecture = d.family.rawValue
@@ -74,6 +81,6 @@ struct ModelSummary: Encodable {
         attention         \(attention)
         parameters        \(parameters.formatted()) (routed experts \(expertParameters.formatted()), active per token \(activeParametersPerToken.formatted()))
         bytes on disk     \(storedBytes.formatted())
-        """ + (store.map { "\n" + $0.text } ?? "")
+        """ + (store.map { "\n" + $0.text } ?? "") + (plan.map { "\n" + $0.text } ?? "")
     }
 }

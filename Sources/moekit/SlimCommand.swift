@@ -31,6 +31,7 @@ struct SlimCommand: ParsableCommand {
     @Option(help: "Average bits per expert weight (mixed precision).") var bits: Double?
     @Option(help: "Quantize every expert at this width instead (2, 3, 4 or 8).") var uniformBits: Int?
     @Option(help: "Quantization group size: 32, 64 or 128.") var group = 64
+    @Option(help: "Also quantize dense weights (attention, shared experts, dense layers, output head) at 8 or 4 bits, groups of --group; routers and norms stay full precision.") var denseBits: Int?
     @Flag(help: "Quantize with GPTQ (per-expert Hessians from the calibration replay) instead of round-to-nearest.") var gptq = false
     @Option(help: "Calibration text for quantization errors (default: the profile's own source).") var calib: String?
     @Option(help: "Calibration samples used by quantization.") var maxSamples = 32
@@ -39,8 +40,8 @@ struct SlimCommand: ParsableCommand {
 
     func validate() throws {
         if prune != nil && merge != nil { throw ValidationError("choose --prune or --merge, not both") }
-        if prune == nil && merge == nil && bits == nil && uniformBits == nil {
-            throw ValidationError("nothing to do: give --prune, --merge, --bits or --uniform-bits")
+        if prune == nil && merge == nil && bits == nil && uniformBits == nil && denseBits == nil {
+            throw ValidationError("nothing to do: give --prune, --merge, --bits, --uniform-bits or --dense-bits")
         }
         if let prune, Criterion(rawValue: prune) == nil {
             throw ValidationError("unknown criterion '\(prune)'; choose one of \(Criterion.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -51,6 +52,7 @@ struct SlimCommand: ParsableCommand {
         guard novices >= 0 && novices < 1 else { throw ValidationError("--novices must be in [0, 1)") }
         if novices > 0 && prune == nil { throw ValidationError("--novices needs --prune") }
         if let bits, !(2...8).contains(bits) { throw ValidationError("--bits must be between 2 and 8") }
+        if let denseBits, ![4, 8].contains(denseBits) { throw ValidationError("--dense-bits must be 8 or 4") }
     }
 
     func run() throws {
@@ -69,6 +71,7 @@ struct SlimCommand: ParsableCommand {
         options.uniformBits = uniformBits
         options.groupSize = group
         options.gptq = gptq
+        options.denseBits = denseBits
 
         var calibration = [[Int]]()
         if bits != nil || uniformBits != nil {
@@ -109,6 +112,7 @@ struct PlanSummary: Encodable {
     var mergedGroups: Int
     var bitHistogram: [String: Int]
     var expectedExpertBytes: Int
+    var expectedDenseBytes: Int?
     var originalExpertBytes: Int
     var protectedSuperExperts: [LayerExpert]
     var perLayerKept: [Int]
@@ -123,6 +127,7 @@ struct PlanSummary: Encodable {
         mergedGroups = result.mergedGroupCount
         bitHistogram = Dictionary(uniqueKeysWithValues: result.bitHistogram.map { ("\($0.key)", $0.value) })
         expectedExpertBytes = plan.expectedExpertBytes
+        expectedDenseBytes = plan.expectedDenseBytes
         originalExpertBytes = result.originalExpertBytes
         protectedSuperExperts = plan.recipe.protectedSuperExperts
         perLayerKept = plan.layers.compactMap { $0?.slots.count }
@@ -141,6 +146,7 @@ struct PlanSummary: Encodable {
         lines.append(String(format: "expected expert memory: %@ bytes (%.1f%% of the full model's %@)",
                             expectedExpertBytes.formatted(), 100 * Double(expectedExpertBytes) / Double(max(originalExpertBytes, 1)),
                             originalExpertBytes.formatted()))
+        if let expectedDenseBytes { lines.append("dense weights in memory: \(expectedDenseBytes.formatted()) bytes") }
         return lines.joined(separator: "\n")
     }
 }

@@ -7,54 +7,10 @@ import XCTest
 
 /// Plans on a real store built from the qwen3_moe fixture: what the forward pass runs for a
 /// plan equals what a physically sliced checkpoint (the export) computes.
-final class PlanTests: XCTestCase {
-    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
-    var directory: URL!
-    var store: ExpertStore!
-    var profile: RoutingProfile!
-    let sequences = (0..<4).map { s in (0..<24).map { (($0 + 3) * (s + 5) * 37) % 511 + 1 } }
-
+final class PlanTests: PlanFixtureCase {
     override func setUpWithError() throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("plan-tests-\(UUID().uuidString)")
         try open("qwen3_moe")
-    }
-
-    /// Imports a fixture into a fresh store and profiles it.
-    func open(_ fixture: String) throws {
-        store = nil
-        let storeURL = directory.appendingPathComponent("store-\(fixture)")
-        _ = try StoreImporter(checkpoint: Self.fixtures.appendingPathComponent(fixture), store: storeURL).run()
-        store = try ExpertStore(url: storeURL, readOnly: false)
-        profile = try CalibrationProfiler(fingerprint: store.fingerprint()!, source: "test")
-            .profile(model: store.loadModel(), sequences: sequences)
-    }
-
-    override func tearDownWithError() throws {
-        store = nil
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    func slim(_ name: String, _ configure: (inout SlimOptions) -> Void) throws -> CompressionPlan {
-        var options = SlimOptions(name: name)
-        configure(&options)
-        let slimmer = try Slimmer(store: store)
-        let result = try slimmer.slim(profile: profile, profileName: "test", options: options, calibration: sequences)
-        try slimmer.commit(result)
-        return try PlanLoader.plan(named: name, in: store)
-    }
-
-    /// Max |Δ| between the plan run by MoEKit and its exported checkpoint run from disk.
-    func exportDifference(_ plan: CompressionPlan) throws -> Float {
-        let (model, _) = try PlanLoader.model(plan: plan, store: store)
-        let out = directory.appendingPathComponent("export-\(plan.name)")
-        _ = try PlanExporter(store: store).export(plan: plan, to: out)
-        let exported = try MoEModel(directory: out)
-        XCTAssertEqual(exported.description.layers[0].moe?.expertCount, plan.layers[0]?.expertMap.survivingExperts.count)
-        var worst: Float = 0
-        for ids in sequences {
-            worst = max(worst, maxAbsDifference(try model.logits(ids).values, try exported.logits(ids).values))
-        }
-        return worst
     }
 
     func testFullPlanIsTheModel() throws {
@@ -160,4 +116,51 @@ final class PlanTests: XCTestCase {
 
 func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
     zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
+}
+
+/// A store made from a fixture, profiled, with helpers to slim plans and export them.
+class PlanFixtureCase: XCTestCase {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
+    var directory: URL!
+    var store: ExpertStore!
+    var profile: RoutingProfile!
+    let sequences = (0..<4).map { s in (0..<24).map { (($0 + 3) * (s + 5) * 37) % 511 + 1 } }
+
+    /// Imports a fixture into a fresh store and profiles it.
+    func open(_ fixture: String) throws {
+        store = nil
+        let storeURL = directory.appendingPathComponent("store-\(fixture)")
+        _ = try StoreImporter(checkpoint: Self.fixtures.appendingPathComponent(fixture), store: storeURL).run()
+        store = try ExpertStore(url: storeURL, readOnly: false)
+        profile = try CalibrationProfiler(fingerprint: store.fingerprint()!, source: "test")
+            .profile(model: store.loadModel(), sequences: sequences)
+    }
+
+    override func tearDownWithError() throws {
+        store = nil
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    func slim(_ name: String, _ configure: (inout SlimOptions) -> Void) throws -> CompressionPlan {
+        var options = SlimOptions(name: name)
+        configure(&options)
+        let slimmer = try Slimmer(store: store)
+        let result = try slimmer.slim(profile: profile, profileName: "test", options: options, calibration: sequences)
+        try slimmer.commit(result)
+        return try PlanLoader.plan(named: name, in: store)
+    }
+
+    /// Max |Δ| between the plan run by MoEKit and its exported checkpoint run from disk.
+    func exportDifference(_ plan: CompressionPlan) throws -> Float {
+        let (model, _) = try PlanLoader.model(plan: plan, store: store)
+        let out = directory.appendingPathComponent("export-\(plan.name)")
+        _ = try PlanExporter(store: store).export(plan: plan, to: out)
+        let exported = try MoEModel(directory: out)
+        XCTAssertEqual(exported.description.layers[0].moe?.expertCount, plan.layers[0]?.expertMap.survivingExperts.count)
+        var worst: Float = 0
+        for ids in sequences {
+            worst = max(worst, maxAbsDifference(try model.logits(ids).values, try exported.logits(ids).values))
+        }
+        return worst
+    }
 }

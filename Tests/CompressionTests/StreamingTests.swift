@@ -22,7 +22,7 @@ final class StreamingTests: XCTestCase {
     /// A fresh store of the qwen2_moe fixture (BF16 weights with a shared expert; experts 32 wide, whole groups of 32) and its profile.
     func importedStore(_ name: String) throws -> (ExpertStore, RoutingProfile) {
         let url = directory.appendingPathComponent(name)
-        _ = try StoreImporter(checkpoint: PlanTests.fixtures.appendingPathComponent("qwen2_moe"), store: url).run()
+        _ = try StoreImporter(checkpoint: PlanFixtureCase.fixtures.appendingPathComponent("qwen2_moe"), store: url).run()
         let store = try ExpertStore(url: url, readOnly: false)
         let profile = try CalibrationProfiler(fingerprint: store.fingerprint()!, source: "test").profile(model: store.loadModel(), sequences: sequences)
         return (store, profile)
@@ -37,6 +37,7 @@ final class StreamingTests: XCTestCase {
         quantized.name = "quantized"
         quantized.uniformBits = 4
         quantized.groupSize = 32
+        quantized.denseBits = 8   // its own dense weights and output head, read through its own runner
         let slimmer = try Slimmer(store: store)
         for options in [pruned, quantized] {
             try slimmer.commit(try slimmer.slim(profile: profile, profileName: "test", options: options, calibration: sequences))
@@ -53,7 +54,7 @@ final class StreamingTests: XCTestCase {
                 reference: reference, windows: windows, data: "test")
             let runner = LayerwiseRunner(description: try store.modelDescription(), tensors: try StoreTensorProvider(store: store), precision: precision)
             let streamed = try evaluator.evaluateStreaming(
-                [try .full(store: store, precision: precision)] + plans.map { .plan($0, store: store, precision: precision) },
+                [try .full(store: store, precision: precision)] + plans.map { try .plan($0, store: store, precision: precision) },
                 reference: try .full(store: store, precision: precision), runner: runner, windows: windows, data: "test")
             XCTAssertEqual(streamed.count, 3)
             for (a, b) in zip(inMemory, streamed) {

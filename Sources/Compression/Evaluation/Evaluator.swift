@@ -17,6 +17,8 @@ public struct EvaluationResult: Codable, Sendable, Equatable {
     /// Share of positions where the slim model's argmax equals the full model's.
     public var topOneAgreement: Double
     public var expertBytes: Int
+    /// Bytes of the dense weights in memory (as stored, or as the plan quantized them).
+    public var denseBytes: Int
     /// Tokens per second of this model's forward passes (prefill of each window).
     public var tokensPerSecond: Double
 }
@@ -26,11 +28,13 @@ public struct EvaluationCandidate {
     public var plan: String
     public var model: MoEModel
     public var expertBytes: Int
+    public var denseBytes: Int
 
     public init(plan: String, model: MoEModel, expertBytes: Int) {
         self.plan = plan
         self.model = model
         self.expertBytes = expertBytes
+        denseBytes = model.denseByteCount
     }
 }
 
@@ -61,7 +65,8 @@ public struct Evaluator {
             scores.add(ids: ids, reference: referenceLogits, candidates: logits)
             progress(w + 1, windows.count)
         }
-        return scores.results(plans: candidates.map(\.plan), expertBytes: candidates.map(\.expertBytes), data: data, windows: windows)
+        return scores.results(plans: candidates.map(\.plan), expertBytes: candidates.map(\.expertBytes),
+                              denseBytes: candidates.map(\.denseBytes), data: data, windows: windows)
     }
 
     /// The same evaluation for models bigger than memory: each model (the reference, then each
@@ -74,7 +79,12 @@ public struct Evaluator {
                                   progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> [EvaluationResult] {
         var scores = Scores(candidates: candidates.count)
         let layerCount = runner.description.layerCount
+        // A plan that quantized dense weights reads them through its own tensors.
+        func runnerFor(_ model: StreamedCandidate) -> LayerwiseRunner {
+            model.tensors.map { LayerwiseRunner(description: runner.description, tensors: $0, precision: runner.precision) } ?? runner
+        }
         func lastHiddenStates(_ model: StreamedCandidate) throws -> [Matrix] {
+            let runner = runnerFor(model)
             var hidden = try runner.embed(windows)
             for l in 0..<layerCount {
                 let layer = try runner.layer(l, expertMap: model.expertMaps[l])
@@ -89,12 +99,20 @@ public struct Evaluator {
         for (c, candidate) in candidates.enumerated() {
             candidateHidden.append(try scores.timed(c) { try lastHiddenStates(candidate) })
         }
-        let head = try runner.head()
-        for (w, ids) in windows.enumerated() {
-            let logits = candidates.indices.map { c in scores.timed(c) { head.logits(candidateHidden[c][w]) } }
-            scores.add(ids: ids, reference: head.logits(referenceHidden[w]), candidates: logits)
+        // The reference head stays loaded; each candidate's (its own when it quantized it) is
+        // loaded in turn, so at most two heads are in memory and no logits are kept.
+        let referenceHead = try runner.head()
+        let referenceLogits = { (w: Int) in referenceHead.logits(referenceHidden[w]) }
+        for (w, ids) in windows.enumerated() { scores.addReference(ids: ids, logits: referenceLogits(w)) }
+        for (c, candidate) in candidates.enumerated() {
+            let head = candidate.tensors == nil ? referenceHead : try runnerFor(candidate).head()
+            for (w, ids) in windows.enumerated() {
+                let q = Scores.logProbabilities(referenceLogits(w), count: ids.count - 1)
+                scores.add(candidate: c, ids: ids, referenceLogProbabilities: q, logits: scores.timed(c) { head.logits(candidateHidden[c][w]) })
+            }
         }
-        return scores.results(plans: candidates.map(\.plan), expertBytes: candidates.map(\.expertBytes), data: data, windows: windows)
+        return scores.results(plans: candidates.map(\.plan), expertBytes: candidates.map(\.expertBytes),
+                              denseBytes: candidates.map(\.denseBytes), data: data, windows: windows)
     }
 
     /// Running sums of every candidate's scores against the reference, window by window.
@@ -117,22 +135,34 @@ public struct Evaluator {
         }
 
         mutating func add(ids: [Int], reference: Matrix, candidates: [Matrix]) {
-            let q = (0..<(ids.count - 1)).map { Evaluator.logSoftmax(reference, row: $0) }
-            for t in 0..<(ids.count - 1) { referenceNLL -= q[t][ids[t + 1]] }
-            for (c, logits) in candidates.enumerated() {
-                for t in 0..<(ids.count - 1) {
-                    let p = Evaluator.logSoftmax(logits, row: t)
-                    nll[c] -= p[ids[t + 1]]
-                    var divergence = 0.0
-                    for v in q[t].indices { divergence += exp(q[t][v]) * (q[t][v] - p[v]) }
-                    kl[c] += divergence
-                    if Evaluator.argmax(p) == Evaluator.argmax(q[t]) { agree[c] += 1 }
-                }
-            }
+            addReference(ids: ids, logits: reference)
+            let q = Self.logProbabilities(reference, count: ids.count - 1)
+            for (c, logits) in candidates.enumerated() { add(candidate: c, ids: ids, referenceLogProbabilities: q, logits: logits) }
+        }
+
+        static func logProbabilities(_ logits: Matrix, count: Int) -> [[Double]] {
+            (0..<count).map { Evaluator.logSoftmax(logits, row: $0) }
+        }
+
+        /// The reference's own score of one window (every position but the last predicts the next token).
+        mutating func addReference(ids: [Int], logits: Matrix) {
+            for t in 0..<(ids.count - 1) { referenceNLL -= Evaluator.logSoftmax(logits, row: t)[ids[t + 1]] }
             count += ids.count - 1
         }
 
-        func results(plans: [String], expertBytes: [Int], data: String, windows: [[Int]]) -> [EvaluationResult] {
+        /// Candidate `c`'s scores on one window against the reference's log-probabilities `q`.
+        mutating func add(candidate c: Int, ids: [Int], referenceLogProbabilities q: [[Double]], logits: Matrix) {
+            for t in 0..<(ids.count - 1) {
+                let p = Evaluator.logSoftmax(logits, row: t)
+                nll[c] -= p[ids[t + 1]]
+                var divergence = 0.0
+                for v in q[t].indices { divergence += exp(q[t][v]) * (q[t][v] - p[v]) }
+                kl[c] += divergence
+                if Evaluator.argmax(p) == Evaluator.argmax(q[t]) { agree[c] += 1 }
+            }
+        }
+
+        func results(plans: [String], expertBytes: [Int], denseBytes: [Int], data: String, windows: [[Int]]) -> [EvaluationResult] {
             let n = Double(max(count, 1))
             let referencePerplexity = exp(referenceNLL / n)
             let tokens = Double(windows.reduce(0) { $0 + $1.count })
@@ -141,7 +171,7 @@ public struct Evaluator {
                 return EvaluationResult(
                     plan: plans[c], data: data, tokens: count, perplexity: perplexity, referencePerplexity: referencePerplexity,
                     perplexityChangePercent: (perplexity / referencePerplexity - 1) * 100, meanKL: kl[c] / n,
-                    topOneAgreement: Double(agree[c]) / n, expertBytes: expertBytes[c],
+                    topOneAgreement: Double(agree[c]) / n, expertBytes: expertBytes[c], denseBytes: denseBytes[c],
                     tokensPerSecond: tokens / max(seconds[c], 1e-9))
             }
         }

@@ -8,7 +8,10 @@ public struct StreamedCandidate {
     public var plan: String
     public var expertMaps: [Int: ExpertMap]
     public var expertBytes: Int
+    public var denseBytes = 0
     public var expertsForLayer: (Int) throws -> any ExpertSource
+    /// The dense weights when they are not the store's own (a plan that quantized some).
+    public var tensors: (any TensorProvider)?
 
     public init(plan: String, expertMaps: [Int: ExpertMap], expertBytes: Int, expertsForLayer: @escaping (Int) throws -> any ExpertSource) {
         self.plan = plan
@@ -22,17 +25,22 @@ extension StreamedCandidate {
     /// The unmodified model from `store`: each layer's original experts, loaded when the layer runs.
     public static func full(store: ExpertStore, precision: WeightPrecision = .stored, expertBytes: Int = 0) throws -> StreamedCandidate {
         let description = try store.modelDescription()
-        return StreamedCandidate(plan: "full", expertMaps: [:], expertBytes: expertBytes) { l in
+        var candidate = StreamedCandidate(plan: "full", expertMaps: [:], expertBytes: expertBytes) { l in
             let count = description.layers[l].moe?.expertCount ?? 0
             return try StoreExpertSource(store: store, allowing: Set((0..<count).map { ExpertID(layer: l, expert: $0) }), precision: precision, inPlace: true)
         }
+        candidate.denseBytes = try DenseFootprint.bytes(store: store, quantization: nil, precision: precision)
+        return candidate
     }
 
     /// A stored plan: its routing maps, and each layer's slots loaded when the layer runs.
-    public static func plan(_ plan: CompressionPlan, store: ExpertStore, precision: WeightPrecision = .stored) -> StreamedCandidate {
-        StreamedCandidate(plan: plan.name, expertMaps: plan.expertMaps, expertBytes: plan.expectedExpertBytes) { l in
+    public static func plan(_ plan: CompressionPlan, store: ExpertStore, precision: WeightPrecision = .stored) throws -> StreamedCandidate {
+        var candidate = StreamedCandidate(plan: plan.name, expertMaps: plan.expertMaps, expertBytes: plan.expectedExpertBytes) { l in
             // A provider per layer: it caches what it loads, and is released with the layer.
             try PlanExpertSource(plan: plan, provider: StoreVariantProvider(store: store, precision: precision, inPlace: true), layers: [l])
         }
+        if plan.denseQuantization != nil { candidate.tensors = try PlanTensorProvider(store: store, quantization: plan.denseQuantization) }
+        candidate.denseBytes = try DenseFootprint.bytes(store: store, quantization: plan.denseQuantization, precision: precision)
+        return candidate
     }
 }

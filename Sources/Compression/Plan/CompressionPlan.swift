@@ -17,6 +17,11 @@ public struct CompressionPlan: Codable, Sendable, Equatable {
     public var layers: [LayerPlan?]
     /// Bytes of expert weights a server holds to run this plan (slots only, dense part excluded).
     public var expectedExpertBytes: Int
+    /// Dense weights the plan quantized (nil: all as stored).
+    public var denseQuantization: DenseQuantization?
+    /// Bytes the dense weights take in memory with this plan (`DenseFootprint`); nil in plans
+    /// stored before it was recorded.
+    public var expectedDenseBytes: Int?
 
     public init(name: String, modelFingerprint: String, recipe: PlanRecipe, layers: [LayerPlan?], expectedExpertBytes: Int) {
         self.name = name

@@ -81,7 +81,7 @@ public struct StoreVariantProvider: ExpertVariantProvider, @unchecked Sendable {
             } catch {
                 throw corrupt("\(error)")
             }
-        case .denseTensor:
+        case .denseTensor, .denseQuantized:
             throw corrupt("a dense tensor record in the experts database")
         }
     }
@@ -103,7 +103,7 @@ public enum PlanLoader {
     public static func model(plan: CompressionPlan, store: ExpertStore,
                              precision: WeightPrecision = .stored) throws -> (model: MoEModel, experts: PlanExpertSource) {
         let experts = try PlanExpertSource(plan: plan, provider: StoreVariantProvider(store: store, precision: precision))
-        let model = try MoEModel(description: store.modelDescription(), tensors: StoreTensorProvider(store: store),
+        let model = try MoEModel(description: store.modelDescription(), tensors: PlanTensorProvider(store: store, quantization: plan.denseQuantization),
                                  experts: experts, expertMaps: plan.expertMaps, precision: precision)
         return (model, experts)
     }

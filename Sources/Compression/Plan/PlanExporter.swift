@@ -38,6 +38,8 @@ public struct PlanExporter {
         try fm.createDirectory(at: directory, withIntermediateDirectories: true)
 
         let dense = try StoreTensorProvider(store: store)
+        let planTensors = try PlanTensorProvider(store: store, quantization: plan.denseQuantization)
+        let quantizedDense = Set(plan.denseQuantization?.tensors ?? [])
         let variants = try StoreVariantProvider(store: store)
         let names = description.names
         var writer = SafetensorsWriter()
@@ -57,6 +59,11 @@ public struct PlanExporter {
                 let bytes = try dense.withVerifiedBytes(name) { raw, _ in rows.flatMap { Array(raw[($0 * rowBytes)..<(($0 + 1) * rowBytes)]) } }
                 writer.add(name, dtype: layout.dtype, shape: [rows.count] + layout.shape.dropFirst(), bytes: bytes)
                 tensorBytes += bytes.count
+            } else if quantizedDense.contains(name) {
+                // A tensor the plan quantized: its dequantized values (f32, as quantized experts export).
+                let values = try planTensors.matrix(name).values
+                writer.add(name, dtype: .f32, shape: layout.shape, bytes: values.withUnsafeBytes { Array($0) })
+                tensorBytes += values.count * 4
             } else {
                 writer.add(name, dtype: layout.dtype, shape: layout.shape) { emit in
                     try dense.withVerifiedBytes(name) { bytes, _ in try emit(bytes) }

@@ -62,6 +62,20 @@ public struct QuantizedMatrix: Sendable, Equatable {
                       packed: BitPacking.pack(codes, bits: format.bits), scales: scales, minimums: minimums)
     }
 
+    /// Round-to-nearest quantization of any linear weight, `blockRows` rows at a time widened
+    /// to f32 (widening BF16/F16 is exact, so this equals quantizing the whole matrix widened;
+    /// each row's codes are whole words, so blocks concatenate).
+    public init(quantizingRowsOf weight: any LinearWeight, format: QuantizationFormat, blockRows: Int = 4096) throws(QuantizationError) {
+        var packed = [UInt32](), scales = [UInt16](), minimums = [UInt16]()
+        for start in stride(from: 0, to: weight.rows, by: blockRows) {
+            let block = try QuantizedMatrix(quantizing: weight.gatherRows(Array(start..<Swift.min(weight.rows, start + blockRows))), format: format)
+            packed += block.packed
+            scales += block.scales
+            minimums += block.minimums
+        }
+        try self.init(rows: weight.rows, columns: weight.columns, format: format, packed: packed, scales: scales, minimums: minimums)
+    }
+
     /// Rejects shapes and values the format cannot hold (shared by RTN and GPTQ).
     static func checkQuantizable(_ weight: Matrix, format: QuantizationFormat) throws(QuantizationError) {
         guard weight.columns % format.groupSize == 0 else {

@@ -32,6 +32,9 @@ public struct SlimOptions: Sendable {
     public var uniformBits: Int?
     public var groupSize = 64
     public var gptq = false
+    /// Quantize dense weights too (attention, shared experts, dense layers, the output head)
+    /// at this width, groups of `groupSize`, round to nearest (nil: keep them as stored).
+    public var denseBits: Int?
     /// How the calibration replay holds 16-bit weights (quantization always starts from the
     /// imported weights widened exactly, whatever this says).
     public var replayPrecision: WeightPrecision = .stored

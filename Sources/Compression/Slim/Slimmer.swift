@@ -14,6 +14,8 @@ public struct SlimResult: Sendable {
     public var bitHistogram: [Int: Int]
     public var noviceCount: Int
     public var mergedGroupCount: Int
+    /// Quantized dense tensors to write with the plan (empty when streaming wrote them already).
+    public var denseVariants: [(name: String, variant: String, bytes: [UInt8])] = []
 }
 
 /// Builds a plan from a routing profile: pruning (with novices) or merging, then optionally
@@ -143,17 +145,53 @@ public struct Slimmer {
             }
         }
         let original = description.moeLayerIndices.reduce(0) { $0 + description.layers[$1].moe!.expertCount } * originalBytesPerExpert
-        let plan = CompressionPlan(name: options.name, modelFingerprint: fingerprint, recipe: recipe, layers: layers, expectedExpertBytes: expected)
+        var plan = CompressionPlan(name: options.name, modelFingerprint: fingerprint, recipe: recipe, layers: layers, expectedExpertBytes: expected)
+        var denseVariants = [(name: String, variant: String, bytes: [UInt8])]()
+        if let bits = options.denseBits {
+            let (quantization, variants) = try quantizeDense(bits: bits, groupSize: options.groupSize, writeNow: options.layerRecordSink != nil, progress: progress)
+            plan.denseQuantization = quantization
+            denseVariants = variants
+        }
+        plan.expectedDenseBytes = try DenseFootprint.bytes(store: store, quantization: plan.denseQuantization, precision: options.replayPrecision)
         try plan.validate(against: description, fingerprint: fingerprint)
-        return SlimResult(plan: plan, records: records, originalExpertBytes: original, bitHistogram: bitHistogram,
-                          noviceCount: noviceCount, mergedGroupCount: mergedGroups)
+        var result = SlimResult(plan: plan, records: records, originalExpertBytes: original, bitHistogram: bitHistogram,
+                                noviceCount: noviceCount, mergedGroupCount: mergedGroups)
+        result.denseVariants = denseVariants
+        return result
     }
 
-    /// Writes the records and the plan into the store in one transaction.
+    /// Writes the records and the plan into the store in one transaction (quantized dense
+    /// tensors just before, in their own: they are shared by every plan of their format, so
+    /// one left behind by a failed commit is reused, never wrong).
     public func commit(_ result: SlimResult) throws {
+        if !result.denseVariants.isEmpty { try store.putDenseVariants(result.denseVariants) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         try store.putExpertRecords(result.records, plan: (result.plan.name, try encoder.encode(result.plan)))
+    }
+
+    // MARK: Dense weights
+
+    /// Round-to-nearest quantization of every dense tensor `DenseQuantization` covers whose
+    /// rows are whole groups, one tensor at a time and a block of rows at a time (so even a
+    /// 150k-row output head is never widened whole). Formats already stored are reused;
+    /// `writeNow` writes each new one at once (streaming) instead of returning it.
+    private func quantizeDense(bits: Int, groupSize: Int, writeNow: Bool, progress: (String) -> Void) throws
+        -> (DenseQuantization, [(name: String, variant: String, bytes: [UInt8])]) {
+        let format = try QuantizationFormat(bits: bits, groupSize: groupSize)
+        let tensors = try StoreTensorProvider(store: store)
+        var quantization = DenseQuantization(bits: bits, groupSize: groupSize, tensors: [])
+        var variants = [(name: String, variant: String, bytes: [UInt8])]()
+        for spec in DenseQuantization.candidates(description, tensors: tensors) where spec.shape[1] % groupSize == 0 {
+            quantization.tensors.append(spec.name)
+            if try store.containsDenseVariant(spec.name, variant: quantization.variant) { continue }
+            let weight = try tensors.weight(spec.name, shape: spec.shape, precision: .stored)
+            let quantized = try QuantizedMatrix(quantizingRowsOf: weight, format: format)
+            let variant = (name: spec.name, variant: quantization.variant, bytes: quantized.encoded())
+            if writeNow { try store.putDenseVariants([variant]) } else { variants.append(variant) }
+            progress("quantized \(spec.name)")
+        }
+        return (quantization, variants)
     }
 
     // MARK: Merging

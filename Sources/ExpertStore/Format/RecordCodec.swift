@@ -10,6 +10,9 @@ public enum RecordKind: UInt16, Sendable {
     case expertConstant = 3
     /// An expert's three projections quantized, each an encoded `QuantizedMatrix` (U8 bytes).
     case expertQuantized = 4
+    /// A dense tensor a plan quantized, one encoded `QuantizedMatrix` (U8 bytes; key:
+    /// `name#variant`, see `ExpertStore.denseVariantKey`).
+    case denseQuantized = 5
 }
 
 /// The dtype and shape of one tensor inside a record.

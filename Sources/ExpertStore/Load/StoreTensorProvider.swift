@@ -17,6 +17,7 @@ public final class StoreTensorProvider: TensorProvider, @unchecked Sendable {
         try snapshot.withTransaction { txn in
             try txn.forEach(store.dense) { key, value in
                 let name = String(decoding: key, as: UTF8.self)
+                if ExpertStore.isDenseVariantKey(name) { return true }   // a plan's derived copy, not a checkpoint tensor
                 let header = try RecordCodec.header(of: value, name: Self.recordName(name), store: store.path)
                 guard header.kind == .denseTensor, header.tensors.count == 1 else {
                     throw StoreError.corruptRecord(path: store.path, record: Self.recordName(name), reason: "not a dense tensor record")

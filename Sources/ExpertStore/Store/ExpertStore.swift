@@ -130,7 +130,8 @@ public final class ExpertStore: @unchecked Sendable {
         var names = [String]()
         try environment.read { txn in
             try txn.forEach(dense) { key, _ in
-                names.append(String(decoding: key, as: UTF8.self))
+                let name = String(decoding: key, as: UTF8.self)
+                if !Self.isDenseVariantKey(name) { names.append(name) }
                 return true
             }
         }

@@ -18,8 +18,8 @@ extension ExpertStore {
         var dense = 0, experts = 0
         var perLayer = [Int: Int]()
         try environment.read { txn in
-            try txn.forEach(self.dense) { _, value in
-                dense += value.count
+            try txn.forEach(self.dense) { key, value in
+                if !ExpertStore.isDenseVariantKey(String(decoding: key, as: UTF8.self)) { dense += value.count }
                 return true
             }
             try txn.forEach(self.experts) { key, value in

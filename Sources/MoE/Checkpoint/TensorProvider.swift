@@ -8,6 +8,10 @@ public protocol TensorProvider: Sendable {
     func matrix(_ name: String) throws -> Matrix
     /// A 2-D tensor stored as BF16/F16, copied in its stored format; nil for other dtypes.
     func halfMatrix(_ name: String) throws -> HalfMatrix?
+    /// The weight `name` as the forward pass holds it, after checking its shape. Checkpoints
+    /// and the store give it as stored or widened (`precision`); a plan's provider may give a
+    /// quantized replacement instead. The default is `storedWeight`.
+    func weight(_ name: String, shape: [Int], precision: WeightPrecision) throws -> any LinearWeight
 }
 
 extension TensorProvider {

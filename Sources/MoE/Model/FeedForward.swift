@@ -41,8 +41,29 @@ extension TensorProvider {
         if let halves = weights as? [HalfMatrix], halves.allSatisfy({ $0.format == halves[0].format }) {
             return HalfPrecisionExpert(gate: halves[0], up: halves[1], down: halves[2])
         }
-        // Mixed storage: widen what came as stored, so the network is one f32 FeedForward.
-        let m = weights.map { w in (w as? Matrix) ?? Matrix(rows: w.rows, columns: w.columns, values: (w as! HalfMatrix).widenedValues()) }
-        return FeedForward(gate: m[0], up: m[1], down: m[2])
+        if let matrices = weights as? [Matrix] { return FeedForward(gate: matrices[0], up: matrices[1], down: matrices[2]) }
+        return WeightSwiGLU(gate: weights[0], up: weights[1], down: weights[2])
     }
+}
+
+/// A SwiGLU network over weights of any format (a plan's quantized shared expert, or
+/// projections stored in different dtypes): each projection runs its own kernel.
+public struct WeightSwiGLU: Expert {
+    public let gate: any LinearWeight   // [intermediate, hidden]
+    public let up: any LinearWeight     // [intermediate, hidden]
+    public let down: any LinearWeight   // [hidden, intermediate]
+
+    public init(gate: any LinearWeight, up: any LinearWeight, down: any LinearWeight) {
+        precondition(gate.rows == up.rows && gate.columns == up.columns && down.columns == gate.rows && down.rows == gate.columns,
+                     "expert projections do not fit together")
+        (self.gate, self.up, self.down) = (gate, up, down)
+    }
+
+    public func forward(_ x: Matrix) -> Matrix {
+        var activation = gate.linear(x)
+        Functions.swiglu(gate: &activation, up: up.linear(x))
+        return down.linear(activation)
+    }
+
+    public var residentBytes: Int { gate.byteCount + up.byteCount + down.byteCount }
 }

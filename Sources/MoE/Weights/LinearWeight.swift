@@ -36,9 +36,13 @@ public enum WeightPrecision: String, Sendable, CaseIterable {
 public typealias ExpertPrecision = WeightPrecision
 
 extension TensorProvider {
+    public func weight(_ name: String, shape: [Int], precision: WeightPrecision) throws -> any LinearWeight {
+        try storedWeight(name, shape: shape, precision: precision)
+    }
+
     /// The weight `name`, after checking that its shape is `shape`: as stored when it is
     /// BF16/F16 and `precision` is `.stored`, else widened to f32.
-    public func weight(_ name: String, shape expected: [Int], precision: WeightPrecision) throws -> any LinearWeight {
+    public func storedWeight(_ name: String, shape expected: [Int], precision: WeightPrecision) throws -> any LinearWeight {
         let actual = try shape(name)
         guard actual == expected else {
             throw CheckpointError.wrongShape(file: location, tensor: name, expected: expected, actual: actual)
