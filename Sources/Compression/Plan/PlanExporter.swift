@@ -72,22 +72,38 @@ public struct PlanExporter {
             }
             tensorCount += 1
         }
+        // Experts are read (or rebuilt) when the writer reaches them and released after, so
+        // export holds about one expert at a time whatever the model's size. The writer takes
+        // tensors in name order, which keeps an expert's three projections together: the last
+        // expert built is remembered for its other two.
+        let recent = RecentExpert()
         for l in description.moeLayerIndices {
             let layer = plan.layers[l]!
+            let original = try store.expertRecord(ExpertKey(layer: l, expert: 0))   // dtypes and shapes of this layer's imported experts
             for (newIndex, expert) in layer.expertMap.survivingExperts.enumerated() {
                 let slot = layer.slots[layer.expertMap.slotOfExpert[expert]!]
                 let record = slot.record
-                if record.variant == 0, let stored = try store.expertRecord(ExpertKey(layer: l, expert: record.expert)) {
+                if record.variant == 0, let original {
+                    let key = ExpertKey(layer: l, expert: record.expert)
                     for (p, projection) in Projection.allCases.enumerated() {
-                        writer.add(names.expert(l, newIndex, projection), dtype: stored.tensors[p].dtype, shape: stored.tensors[p].shape, bytes: stored.payloads[p])
-                        tensorBytes += stored.payloads[p].count
+                        writer.add(names.expert(l, newIndex, projection), dtype: original.tensors[p].dtype, shape: original.tensors[p].shape) { [store] emit in
+                            guard let stored = try store.expertRecord(key) else {
+                                throw StoreError.missingRecord(path: store.path, record: "expert record (\(key))")
+                            }
+                            try stored.payloads[p].withUnsafeBytes { try emit($0) }
+                        }
+                        tensorBytes += original.payloads[p].count
                     }
                 } else {
-                    let weights = try Self.dense(variants.expert(layer: l, expert: record.expert, variant: record.variant), plan: plan.name, layer: l)
-                    for (projection, matrix) in zip(Projection.allCases, [weights.gate, weights.up, weights.down]) {
-                        let bytes = matrix.values.withUnsafeBytes { Array($0) }
-                        writer.add(names.expert(l, newIndex, projection), dtype: .f32, shape: [matrix.rows, matrix.columns], bytes: bytes)
-                        tensorBytes += bytes.count
+                    let (h, f) = (description.hiddenSize, description.layers[l].moe!.expertIntermediateSize)
+                    for (p, (projection, shape)) in zip(Projection.allCases, [[f, h], [f, h], [h, f]]).enumerated() {
+                        writer.add(names.expert(l, newIndex, projection), dtype: .f32, shape: shape) { emit in
+                            let weights = try recent.expert(layer: l, record: record) {
+                                try Self.dense(variants.expert(layer: l, expert: record.expert, variant: record.variant), plan: plan.name, layer: l)
+                            }
+                            try [weights.gate, weights.up, weights.down][p].values.withUnsafeBytes { try emit($0) }
+                        }
+                        tensorBytes += shape.reduce(1, *) * 4
                     }
                 }
                 tensorCount += 3
@@ -134,5 +150,18 @@ public struct PlanExporter {
             set("topk_group", 1)
         }
         return Data(text.utf8)
+    }
+}
+
+/// The expert most recently rebuilt for export, so its three projections are built once.
+private final class RecentExpert {
+    private var key: (layer: Int, expert: Int, variant: UInt32)?
+    private var weights: FeedForward?
+
+    func expert(layer: Int, record: (expert: Int, variant: UInt32), build: () throws -> FeedForward) rethrows -> FeedForward {
+        if let key, key == (layer, record.expert, record.variant), let weights { return weights }
+        let built = try build()
+        (key, weights) = ((layer, record.expert, record.variant), built)
+        return built
     }
 }
