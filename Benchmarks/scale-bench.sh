@@ -348,8 +348,13 @@ run_set() {
     --name reap50 --json
   run_step "$set" slim-reap25 "$cap" none -- "$MOEKIT" slim --store "$store" --profile python --prune reap --keep 0.25 \
     --name reap25 --json
-  run_step "$set" eval "$cap" eval -- "$MOEKIT" eval --store "$store" --plan full --plan reap50-q4 --data calib/python \
-    --max-tokens 1024 --json
+  run_step "$set" slim-reap50-q4-dense4 "$cap" none -- "$MOEKIT" slim --store "$store" --profile python --prune reap --keep 0.5 \
+    --uniform-bits 4 --dense-bits 4 --group 32 --name reap50-q4-dense4 --max-samples 8 --json
+  run_step "$set" eval "$cap" eval -- "$MOEKIT" eval --store "$store" --plan full --plan reap50-q4 --plan reap50-q4-dense4 \
+    --data calib/python --max-tokens 1024 --json
+  rm -rf "$WORK/export-$set"
+  run_step "$set" export-reap50-q4 "$cap" none -- "$MOEKIT" export --store "$store" --plan reap50-q4 --out "$WORK/export-$set"
+  rm -rf "$WORK/export-$set"
   run_step "$set" generate-reap50-q4 "$cap" generate -- "$MOEKIT" generate --store "$store" --plan reap50-q4 "$prompt" --max-tokens 16
   run_step "$set" generate-full "$cap" generate -- "$MOEKIT" generate --store "$store" --plan full "$prompt" --max-tokens 16
 }
@@ -372,7 +377,7 @@ serve_set() {
     # Expert bytes as inspect reports them for the plan, if it does.
     if [ "$JSONTOOL" = jq ]; then
       ebytes=$("$MOEKIT" inspect --store "$store" --plan "$plan" --json 2>/dev/null \
-        | jq -r '[paths(numbers) as $p | select(($p[-1] | tostring | ascii_downcase | test("expert.*bytes"))) | getpath($p)] | first // empty' 2>/dev/null)
+        | jq -r '.plan.expertBytes // empty' 2>/dev/null)
       [ -n "$ebytes" ] || ebytes="-"
     fi
     local start; start=$(now)
@@ -449,6 +454,9 @@ echo "== checkpoint: $(awk -v b="$ONDISK" 'BEGIN { printf "%.2f GB", b / 1e9 }')
 CAPPED=$CAP_MB; [ "$CGROUPS" = 1 ] || CAPPED="-"
 run_set scale "$CKPT" "$WORK/scale.store" "$CAPPED"
 serve_set scale "$WORK/scale.store" "$CAPPED"
+# Uncapped too: under the cap every plan bigger than it serves through a cache of the same
+# size, so only without it does resident memory show each plan's own bytes.
+serve_set scale-uncapped "$WORK/scale.store" -
 
 # ---------------------------------------------------------------- report
 ELAPSED=$(awk -v a="$BENCH_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }')
