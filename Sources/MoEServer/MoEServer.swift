@@ -167,11 +167,16 @@ public final class MoEServer: Sendable {
     private func models() throws -> Response {
         var entries = [ModelList.Model]()
         if engine.selector != nil {
-            entries.append(ModelList.Model(id: "auto", created: started, served: true, expertBytes: engine.cache?.limitBytes ?? 0))
+            entries.append(ModelList.Model(id: "auto", created: started, served: true, expertBytes: engine.cache?.limitBytes ?? 0,
+                                           denseBytes: engine.plans.values.first?.model.denseByteCount ?? 0))
         }
-        for name in try engine.store.plans.names() {
-            let bytes = engine.plans[name]?.plan.expectedExpertBytes ?? (try? engine.store.plans.get(CompressionPlan.self, named: name))??.expectedExpertBytes ?? 0
-            entries.append(ModelList.Model(id: name, created: started, served: engine.plans[name] != nil, expertBytes: bytes))
+        // The store's plans, then served ones that are not stored documents (the full model).
+        let stored = try engine.store.plans.names()
+        for name in stored + engine.planNames.filter({ !stored.contains($0) }) {
+            let served = engine.plans[name]
+            let document = served?.plan ?? (try? engine.store.plans.get(CompressionPlan.self, named: name)) ?? nil
+            entries.append(ModelList.Model(id: name, created: started, served: served != nil, expertBytes: document?.expectedExpertBytes ?? 0,
+                                           denseBytes: served?.model.denseByteCount ?? document?.expectedDenseBytes ?? 0))
         }
         return json(ModelList(data: entries))
     }

@@ -88,8 +88,12 @@ public struct ModelList: Codable, Sendable {
         public var served: Bool
         /// Bytes of expert weights the plan keeps (from the plan document).
         public var expertBytes: Int
+        /// Bytes of dense weights in memory: the served model's, or the plan document's.
+        public var denseBytes: Int
 
-        enum CodingKeys: String, CodingKey { case id, object, created, served, ownedBy = "owned_by", expertBytes = "expert_bytes" }
+        enum CodingKeys: String, CodingKey {
+            case id, object, created, served, ownedBy = "owned_by", expertBytes = "expert_bytes", denseBytes = "dense_bytes"
+        }
     }
     public var object = "list"
     public var data: [Model]

@@ -34,8 +34,11 @@ struct ProfileCommand: ParsableCommand {
         profiler.denseSampleStride = denseSampleStride
         let start = Date()
         let report: (CalibrationProfiler.Progress) -> Void = { p in
-            let rate = Double(p.tokens) / max(Date().timeIntervalSince(start), 1e-3)
-            progress.update("profiling \(name): \(TerminalProgress.bar(Double(p.done) / Double(p.total))) \(p.stage) \(p.done)/\(p.total), \(p.tokens) tokens, \(Int(rate)) tokens/s")
+            let elapsed = Date().timeIntervalSince(start)
+            let fraction = Double(p.done) / Double(max(p.total, 1))
+            // Streaming reports every token at each layer: its rate is tokens times the layers done.
+            let rate = Double(p.tokens) * (p.stage.hasPrefix("layer") ? fraction : 1) / max(elapsed, 1e-3)
+            progress.update("profiling \(name): \(TerminalProgress.bar(fraction, width: 20)) \(p.stage), \(Int(rate)) tokens/s \(TerminalProgress.eta(elapsed: elapsed, fraction: fraction))")
         }
         let profile: RoutingProfile
         if ExecutionMode.streams("profile", neededBytes: ExecutionMode.inMemoryBytes(try store.footprint()), forced: streaming) {
