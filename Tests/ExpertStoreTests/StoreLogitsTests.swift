@@ -70,6 +70,20 @@ final class StoreLogitsTests: StoreTestCase {
         XCTAssertEqual(try store.loadModel(precision: .float32).denseByteCount, widened)
     }
 
+    /// In place (the streamed passes' mode), BF16 experts are read from the store's memory map
+    /// rather than copied, and compute bit for bit what copies compute.
+    func testInPlaceHalfExpertsUseTheMapAndMatchCopies() throws {
+        let store = try ExpertStore(url: try importedStore(StoreFixtures.url("qwen2_moe")))
+        let mapped = try StoreExpertSource(store: store, inPlace: true), copied = try StoreExpertSource(store: store)
+        let first = try store.modelDescription().moeLayerIndices[0]
+        let a = try XCTUnwrap(try mapped.expert(layer: first, index: 0) as? HalfPrecisionExpert)
+        let b = try XCTUnwrap(try copied.expert(layer: first, index: 0) as? HalfPrecisionExpert)
+        XCTAssertTrue(a.gate.owner is LMDBSnapshot, "in place: the weights live in the map")
+        XCTAssertFalse(b.gate.owner is LMDBSnapshot, "copied out of the map")
+        let ids = try StoreFixtures.referenceIDs("qwen2_moe")
+        XCTAssertEqual(try store.loadModel(experts: mapped).logits(ids).values, try store.loadModel(experts: copied).logits(ids).values)
+    }
+
     /// F32 experts are used in place from the map; BF16/F16 experts are widened copies.
     func testF32ExpertsAreZeroCopyAndHalfExpertsAreWidened() throws {
         for (family, mapped) in [("mixtral", true), ("olmoe", true), ("qwen2_moe", false), ("qwen3_moe", false)] {

@@ -108,15 +108,15 @@ public final class StoreExpertSource: ExpertSource, @unchecked Sendable {
         }
         try RecordCodec.verify(record, header: header, name: name, store: store.path)
         let parts = (0..<3).map { RecordCodec.tensorBytes(record, header: header, index: $0) }
-        let inPlace = header.tensors.allSatisfy { $0.dtype == .f32 } && parts.allSatisfy { Int(bitPattern: $0.baseAddress) % 16 == 0 }
-        if inPlace {
+        let mappedF32 = header.tensors.allSatisfy { $0.dtype == .f32 } && parts.allSatisfy { Int(bitPattern: $0.baseAddress) % 16 == 0 }
+        if mappedF32 {
             return MappedExpert(gate: parts[0].baseAddress!.assumingMemoryBound(to: Float.self),
                                 up: parts[1].baseAddress!.assumingMemoryBound(to: Float.self),
                                 down: parts[2].baseAddress!.assumingMemoryBound(to: Float.self),
                                 hidden: h, intermediate: f, owner: snapshot)
         }
         if precision == .stored, let format = HalfMatrix.Format(sharedBy: header.tensors.map(\.dtype)),
-           inPlace, parts.allSatisfy({ Int(bitPattern: $0.baseAddress) % 2 == 0 }) {
+           self.inPlace, parts.allSatisfy({ Int(bitPattern: $0.baseAddress) % 2 == 0 }) {
             let m = (0..<3).map { i in
                 HalfMatrix(rows: header.tensors[i].shape[0], columns: header.tensors[i].shape[1], format: format,
                            bits: parts[i].baseAddress!.assumingMemoryBound(to: UInt16.self), owner: snapshot)
