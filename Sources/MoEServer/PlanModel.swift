@@ -24,10 +24,10 @@ public struct PlanModel: Sendable {
             model = try CachedPlanExpertSource.model(plan: plan, store: store, cache: cache,
                                                      loader: StoreExpertLoader(store: store, precision: precision))
             self.cache = cache
-        case .resident where plan.keepsEveryExpert:
+        case .resident where plan.keepsEveryExpert && plan.denseQuantization == nil:
             // The full model's experts are all needed sooner or later but read on first use,
             // so a short generation does not wait for every one of them.
-            model = try store.loadModel(experts: StoreExpertSource(store: store, precision: precision))
+            model = try store.loadModel(experts: StoreExpertSource(store: store, precision: precision), precision: precision)
             cache = nil
         case .resident:
             model = try PlanLoader.model(plan: plan, store: store, precision: precision).model

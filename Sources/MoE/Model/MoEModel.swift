@@ -114,6 +114,14 @@ public final class MoEModel: Sendable {
     }
 }
 
+extension MoEModel {
+    /// Bytes of dense weights one decode step reads: all of them as held, except an untied
+    /// embedding, of which it reads one row.
+    public var denseBytesPerToken: Int {
+        tiedHead ? denseByteCount : denseByteCount - embedding.byteCount + embedding.byteCount / max(embedding.rows, 1)
+    }
+}
+
 extension DecoderLayer {
     /// Bytes of this layer's dense weights as loaded (experts excluded).
     var byteCount: Int {
