@@ -4,20 +4,17 @@ public struct HalfPrecisionExpert: Expert {
     public let gate: HalfMatrix   // [intermediate, hidden]
     public let up: HalfMatrix     // [intermediate, hidden]
     public let down: HalfMatrix   // [hidden, intermediate]
+    /// The computation, shared with experts of any weight format.
+    private let network: WeightSwiGLU
 
     public init(gate: HalfMatrix, up: HalfMatrix, down: HalfMatrix) {
-        precondition(gate.rows == up.rows && gate.columns == up.columns && down.columns == gate.rows && down.rows == gate.columns,
-                     "expert projections do not fit together")
+        network = WeightSwiGLU(gate: gate, up: up, down: down)
         (self.gate, self.up, self.down) = (gate, up, down)
     }
 
-    public func forward(_ x: Matrix) -> Matrix {
-        var activation = gate.linear(x)
-        Functions.swiglu(gate: &activation, up: up.linear(x))
-        return down.linear(activation)
-    }
+    public func forward(_ x: Matrix) -> Matrix { network.forward(x) }
 
-    public var residentBytes: Int { gate.byteCount + up.byteCount + down.byteCount }
+    public var residentBytes: Int { network.residentBytes }
 
     /// Up to `HalfMatrix.kernelRowLimit` rows the products are the half-precision kernel's.
     public var computesOnCallingThread: Bool { true }
