@@ -64,6 +64,16 @@ public final class StoreExpertSource: ExpertSource, @unchecked Sendable {
         return made
     }
 
+    /// A new copy of one expert, built as `expert(layer:index:)` builds it but not kept here:
+    /// for a cache that decides itself what stays in memory.
+    public func uncachedExpert(layer: Int, index: Int) throws -> any Expert {
+        let id = ExpertID(layer: layer, expert: index)
+        if let allowed, !allowed.contains(id) {
+            throw StoreError.expertNotLoaded(path: store.path, layer: layer, expert: index, allowedCount: allowed.count)
+        }
+        return try makeExpert(id)
+    }
+
     /// Loads `ids` now (checksums verified) instead of on first use.
     public func load(_ ids: some Sequence<ExpertID>) throws {
         for id in ids { _ = try expert(layer: id.layer, index: id.expert) }
