@@ -60,7 +60,4 @@ public struct PlanTensorProvider: TensorProvider {
         }
         return q
     }
-
-    /// Bytes of the quantized replacements.
-    public var quantizedBytes: Int { quantized.values.reduce(0) { $0 + $1.byteCount } }
 }

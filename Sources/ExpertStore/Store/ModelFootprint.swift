@@ -7,29 +7,21 @@ public struct ModelFootprint: Sendable, Equatable {
     public var denseBytes: Int
     /// Every original expert.
     public var expertBytes: Int
-    /// Original experts of the largest MoE layer: what a streamed pass holds at once.
-    public var largestLayerExpertBytes: Int
-
-    public var totalBytes: Int { denseBytes + expertBytes }
 }
 
 extension ExpertStore {
     public func footprint() throws -> ModelFootprint {
         var dense = 0, experts = 0
-        var perLayer = [Int: Int]()
         try environment.read { txn in
             try txn.forEach(self.dense) { key, value in
                 if !ExpertStore.isDenseVariantKey(String(decoding: key, as: UTF8.self)) { dense += value.count }
                 return true
             }
             try txn.forEach(self.experts) { key, value in
-                if let k = ExpertKey(bytes: key), k.variant == .original {
-                    experts += value.count
-                    perLayer[k.layer, default: 0] += value.count
-                }
+                if let k = ExpertKey(bytes: key), k.variant == .original { experts += value.count }
                 return true
             }
         }
-        return ModelFootprint(denseBytes: dense, expertBytes: experts, largestLayerExpertBytes: perLayer.values.max() ?? 0)
+        return ModelFootprint(denseBytes: dense, expertBytes: experts)
     }
 }

@@ -58,9 +58,6 @@ public struct LayerwiseRunner: Sendable {
                     epsilon: description.rmsNormEpsilon)
     }
 
-    /// Final norm and output head applied to the last layer's hidden states.
-    public func logits(_ hidden: Matrix) throws -> Matrix { try head().logits(hidden) }
-
     /// One loaded decoder layer.
     public struct Layer: Sendable {
         public let index: Int
