@@ -8,8 +8,9 @@ import MoE
 /// documents. It decides whether the experts are loaded at start or come through the cache
 /// (`ExpertResidency`), so it must be cheap for a model far larger than memory.
 public struct ExpertFootprint: Sendable, Equatable {
-    /// The dense weights (embeddings, attention, norms, routers, shared experts) as the model
-    /// holds them: widened to f32.
+    /// The dense weights (embeddings, attention, norms, routers, shared experts) as the plans'
+    /// models hold them (`DenseFootprint`: as stored, or quantized by the plan), each plan's
+    /// model its own.
     public var denseBytes: Int
     /// The experts of every plan, at the precision they will be held in, each plan counted
     /// on its own (plans loaded at start do not share experts).
@@ -30,8 +31,7 @@ public struct ExpertFootprint: Sendable, Equatable {
     /// The footprint of `plans` from `store` with original experts held at `precision`.
     public init(store: ExpertStore, plans: [CompressionPlan], precision: ExpertPrecision) throws {
         let description = try store.modelDescription()
-        let dense = try StoreTensorProvider(store: store)
-        denseBytes = try dense.names.reduce(0) { $0 + (try dense.layout($1).elementCount) * MemoryLayout<Float>.size }
+        denseBytes = try plans.reduce(0) { $0 + (try DenseFootprint.bytes(store: store, quantization: $1.denseQuantization, precision: precision)) }
         let originals = try OriginalExpertSize.perLayer(store: store, precision: precision)
 
         var total = 0

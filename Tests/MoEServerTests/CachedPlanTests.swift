@@ -93,10 +93,10 @@ final class CachedPlanTests: XCTestCase {
         // Plans loaded at start each hold their own experts.
         let both = try ExpertFootprint(store: store, plans: try ServeFixture.plans.map { try PlanLoader.plan(named: $0, in: store) }, precision: .stored)
         XCTAssertEqual(both.expertBytes, try ServeFixture.plans.reduce(0) { $0 + (try PlanLoader.plan(named: $1, in: store)).slotCount * one })
-        // The dense part holds at least the f32 embedding and less than the whole f32 model.
-        let embedding = description.vocabularySize * description.hiddenSize * 4
-        XCTAssertGreaterThanOrEqual(stored.denseBytes, embedding)
-        XCTAssertLessThan(stored.denseBytes, embedding * 4)
+        // The dense part is what the plan's loaded model holds (BF16 kept as stored), once per plan.
+        let (model, _) = try PlanLoader.model(plan: plan, store: store)
+        XCTAssertEqual(stored.denseBytes, model.denseByteCount)
+        XCTAssertEqual(both.denseBytes, ServeFixture.plans.count * model.denseByteCount)
     }
 
     /// `serve` without `--auto`: with a bound, or when the plan does not fit the memory
