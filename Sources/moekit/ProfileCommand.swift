@@ -46,10 +46,7 @@ struct ProfileCommand: ParsableCommand {
             profile = try profiler.profileStreaming(
                 runner: LayerwiseRunner(description: description, tensors: tensors), sequences: sequences,
                 hiddenStateBudget: hiddenStateMemory << 20,
-                expertsForLayer: { l in
-                    let ids = description.layers[l].moe.map { moe in (0..<moe.expertCount).map { ExpertID(layer: l, expert: $0) } } ?? []
-                    return try StoreExpertSource(store: store, allowing: Set(ids), inPlace: true)
-                }, progress: report)
+                expertsForLayer: { l in try StoreExpertSource.layer(l, of: store) }, progress: report)
         } else {
             profile = try profiler.profile(model: store.loadModel(), sequences: sequences, progress: report)
         }

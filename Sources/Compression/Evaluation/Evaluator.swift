@@ -103,7 +103,9 @@ public struct Evaluator {
         // loaded in turn, so at most two heads are in memory and no logits are kept.
         let referenceHead = try runner.head()
         let referenceLogits = { (w: Int) in referenceHead.logits(referenceHidden[w]) }
-        for (w, ids) in windows.enumerated() { scores.addReference(ids: ids, logits: referenceLogits(w)) }
+        for (w, ids) in windows.enumerated() {
+            scores.addReference(ids: ids, logProbabilities: Scores.logProbabilities(referenceLogits(w), count: ids.count - 1))
+        }
         for (c, candidate) in candidates.enumerated() {
             let head = candidate.tensors == nil ? referenceHead : try runnerFor(candidate).head()
             for (w, ids) in windows.enumerated() {
@@ -135,8 +137,8 @@ public struct Evaluator {
         }
 
         mutating func add(ids: [Int], reference: Matrix, candidates: [Matrix]) {
-            addReference(ids: ids, logits: reference)
             let q = Self.logProbabilities(reference, count: ids.count - 1)
+            addReference(ids: ids, logProbabilities: q)
             for (c, logits) in candidates.enumerated() { add(candidate: c, ids: ids, referenceLogProbabilities: q, logits: logits) }
         }
 
@@ -145,8 +147,8 @@ public struct Evaluator {
         }
 
         /// The reference's own score of one window (every position but the last predicts the next token).
-        mutating func addReference(ids: [Int], logits: Matrix) {
-            for t in 0..<(ids.count - 1) { referenceNLL -= Evaluator.logSoftmax(logits, row: t)[ids[t + 1]] }
+        mutating func addReference(ids: [Int], logProbabilities q: [[Double]]) {
+            for t in 0..<(ids.count - 1) { referenceNLL -= q[t][ids[t + 1]] }
             count += ids.count - 1
         }
 

@@ -24,10 +24,8 @@ public struct StreamedCandidate {
 extension StreamedCandidate {
     /// The unmodified model from `store`: each layer's original experts, loaded when the layer runs.
     public static func full(store: ExpertStore, precision: WeightPrecision = .stored, expertBytes: Int = 0) throws -> StreamedCandidate {
-        let description = try store.modelDescription()
         var candidate = StreamedCandidate(plan: "full", expertMaps: [:], expertBytes: expertBytes) { l in
-            let count = description.layers[l].moe?.expertCount ?? 0
-            return try StoreExpertSource(store: store, allowing: Set((0..<count).map { ExpertID(layer: l, expert: $0) }), precision: precision, inPlace: true)
+            try StoreExpertSource.layer(l, of: store, precision: precision)
         }
         candidate.denseBytes = try DenseFootprint.bytes(store: store, quantization: nil, precision: precision)
         return candidate

@@ -49,8 +49,7 @@ struct StreamedReplay: CalibrationReplay {
         while nextLayer <= layer {
             let l = nextLayer
             routed = RoutedInputs(hiddenSize: description.hiddenSize)
-            let ids = (0..<(description.layers[l].moe?.expertCount ?? 0)).map { ExpertID(layer: l, expert: $0) }
-            let experts = try StoreExpertSource(store: store, allowing: Set(ids), precision: runner.precision, inPlace: true)
+            let experts = try StoreExpertSource.layer(l, of: store, precision: runner.precision)
             let weights = try runner.layer(l)
             for i in 0..<sequenceCount {
                 var hidden = try spool.load(i)

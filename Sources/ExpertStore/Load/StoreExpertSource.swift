@@ -46,6 +46,14 @@ public final class StoreExpertSource: ExpertSource, @unchecked Sendable {
         snapshot = try store.environment.snapshot()
     }
 
+    /// The original experts of one layer, used in place in the map: what a pass streamed layer
+    /// by layer runs that layer with, released before the next.
+    public static func layer(_ l: Int, of store: ExpertStore, precision: WeightPrecision = .stored) throws -> StoreExpertSource {
+        let count = try store.modelDescription().layers[l].moe?.expertCount ?? 0
+        return try StoreExpertSource(store: store, allowing: Set((0..<count).map { ExpertID(layer: l, expert: $0) }),
+                                     precision: precision, inPlace: true)
+    }
+
     public func expert(layer: Int, index: Int) throws -> any Expert {
         let id = ExpertID(layer: layer, expert: index)
         lock.lock()
