@@ -20,6 +20,7 @@ struct BenchCommand: ParsableCommand {
         """)
 
     @OptionGroup var storeOption: StoreOption
+    @OptionGroup var threadOptions: ThreadOptions
     @Option(name: .customLong("plan"), help: "Plans to measure (repeatable; 'full' is the unmodified model).") var plans: [String] = ["full"]
     @Option(name: .short, help: "Prompt tokens per prompt-processing test (0 skips it).") var p = 512
     @Option(name: .short, help: "Tokens generated per generation test (0 skips it).") var n = 128
@@ -44,6 +45,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
+        threadOptions.apply()
         let store = try ExpertStore(url: storeOption.url)
         let description = try store.modelDescription()
         guard p + n <= description.maxPositionEmbeddings else {

@@ -11,6 +11,7 @@ struct EvalCommand: ParsableCommand {
         discussion: "Several --plan and several comma-separated --data files give a plans × domains table.")
 
     @OptionGroup var storeOption: StoreOption
+    @OptionGroup var threadOptions: ThreadOptions
     @Option(name: .customLong("plan"), help: "A stored plan (repeatable; 'full' is the unmodified model).") var plans: [String] = []
     @Option(help: "Held-out .jsonl files or calib/<domain> folders (their heldout.jsonl), comma-separated.") var data: String
     @Option(help: "Tokens scored per data file.") var maxTokens = 8192
@@ -25,6 +26,7 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
+        threadOptions.apply()
         let store = try ExpertStore(url: storeOption.url)
         let tokenizer = try StoreFiles.tokenizer(store)
         let description = try store.modelDescription()

@@ -18,6 +18,7 @@ struct GenerateCommand: ParsableCommand {
 
     @OptionGroup var source: ModelOptions
     @OptionGroup var memory: ExpertMemoryOptions
+    @OptionGroup var threadOptions: ThreadOptions
     @Argument(help: "The prompt to continue.") var prompt: String
     @Option(help: "Maximum number of new tokens.") var maxTokens = 64
     @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0
@@ -34,6 +35,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
+        threadOptions.apply()
         let tokenizer = try source.loadTokenizer()
         let (model, cache) = try loadModel()
         let ids = tokenizer.encode(prompt)

@@ -16,6 +16,7 @@ struct ProfileCommand: ParsableCommand {
         """)
 
     @OptionGroup var storeOption: StoreOption
+    @OptionGroup var threadOptions: ThreadOptions
     @OptionGroup var calibration: CalibrationOptions
     @Option(help: "Name to store the profile under.") var name: String
     @Flag(help: "Stream layer by layer (chosen automatically when the model does not fit in memory).") var streaming = false
@@ -25,6 +26,7 @@ struct ProfileCommand: ParsableCommand {
     @Flag(help: "Print the summary as JSON (and no progress).") var json = false
 
     func run() throws {
+        threadOptions.apply()
         let store = try ExpertStore(url: storeOption.url, readOnly: false)
         let description = try store.modelDescription()
         let tokenizer = try StoreFiles.tokenizer(store)

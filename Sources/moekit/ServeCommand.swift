@@ -32,6 +32,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Address to bind; the server has no authentication, so keep loopback unless it is behind one.") var host = "127.0.0.1"
     @Option(help: "Port (0 picks a free one).") var port = 8080
     @OptionGroup var memory: ExpertMemoryOptions
+    @OptionGroup var threadOptions: ThreadOptions
     @Option(help: "Requests computed at once (they share each forward pass of their plan); others wait in line.") var maxConcurrency = 8
     @Option(help: "Largest request body in bytes.") var maxBodyBytes = 1 << 20
     @Option(help: "stored: BF16/F16 experts stay 16-bit and are read by half-precision kernels; float32: widen them (twice the memory).")
@@ -49,6 +50,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        threadOptions.apply()
         let store = try ExpertStore(url: storeOption.url)
         let configuration = ServerConfiguration(
             plans: planNames, auto: auto, host: host, port: port,

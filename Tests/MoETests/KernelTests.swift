@@ -178,7 +178,7 @@ final class KernelTests: XCTestCase {
             Matrix(rows: 1 + e % 3, columns: hidden, values: (0..<((1 + e % 3) * hidden)).map { Float(($0 * 5 + e) % 9) / 4 - 1 })
         }
         for _ in 0..<20 {
-            let chosen = try MoEBlock.parallelExperts(Array(0..<6), tokens: 4, rows: { inputs[$0].rows }, fetch: { experts[$0] })
+            let chosen = try MoEBlock.parallelExperts(Array(0..<6), rows: { inputs[$0].rows }, fetch: { experts[$0] })
             XCTAssertEqual(chosen?.count, 6, "small rows of calling-thread experts run side by side")
             let together = MoEBlock.runInParallel(experts, on: inputs)
             for (e, result) in together.enumerated() {

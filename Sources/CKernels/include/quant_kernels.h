@@ -44,4 +44,44 @@ void moe_quant_dequantize_rows_portable(const uint32_t *packed, const uint16_t *
 /// 1 when the AVX2/FMA/F16C paths are in use on this CPU.
 int moe_quant_has_simd(void);
 
+
+// ---- products against activations quantized to 8 bits (decode) --------------------------
+//
+// As llama.cpp does, the activations of one token are quantized once to 8 bits per block of
+// 32 values, x ≈ d_b · a with a in -127 ... 127, and every weight row is then dotted with
+// integer multiply-adds (the weight codes are integers already):
+//     Σ_c (s q_c + m) x_c ≈ s · Σ_b d_b Σ_{c in b} q_c a_c  +  m · Σ_b d_b Σ_{c in b} a_c
+// over the blocks b of each group. Integer sums are exact; only the float combination of
+// the block sums depends on the path. 2-, 4- and 8-bit codes take this route; within each
+// block the activation values are stored in the order the unpacked codes come out of the
+// packed bytes (see moe_q8_activation_order), so the kernel never shuffles codes.
+
+/// Bytes of `a` and floats of `d` and `ds` that `n` rows of `cols` activations need.
+size_t moe_q8_block_count(size_t cols);
+
+/// Quantizes `n` rows of `cols` floats (cols a multiple of 32) for weights of `bits` bits:
+/// a [n, cols] int8 in that width's order, d [n, cols/32] block scales (max |x| / 127), and
+/// ds [n, cols/32] = d_b · Σ a over the block.
+void moe_q8_quantize_activations(const float *x, size_t n, size_t cols, uint32_t bits, int8_t *a, float *d, float *ds);
+
+/// Position, within a block of 32, where the activation of column `c` (0 ... 31) is stored
+/// for `bits`-bit weights: the identity for 8 bits, evens then odds for 4, c % 4 then c / 4
+/// for 2 (the order a block's codes unpack in).
+size_t moe_q8_activation_order(uint32_t bits, size_t c);
+
+/// Whether moe_quant_matmul_q8 supports `bits` (2, 4 and 8; 3-bit codes straddle bytes).
+int moe_q8_supports(uint32_t bits);
+
+/// y[i * ldy + r] = Σ_c W[r, c] · (d · a)[i, c] for rows [row_start, row_start + row_count)
+/// of W and the n quantized activation rows; writes y[i * ldy + r - row_start]. Each result
+/// depends only on its weight row and activation row (not on n or on the row range).
+void moe_quant_matmul_q8(const uint32_t *packed, const uint16_t *scales, const uint16_t *minimums,
+                         uint32_t bits, size_t group_size, size_t cols, size_t row_start, size_t row_count,
+                         const int8_t *a, const float *d, const float *ds, size_t n, float *y, size_t ldy);
+
+/// The portable path of moe_quant_matmul_q8 (same integer sums, float combination in order).
+void moe_quant_matmul_q8_portable(const uint32_t *packed, const uint16_t *scales, const uint16_t *minimums,
+                                  uint32_t bits, size_t group_size, size_t cols, size_t row_start, size_t row_count,
+                                  const int8_t *a, const float *d, const float *ds, size_t n, float *y, size_t ldy);
+
 #endif

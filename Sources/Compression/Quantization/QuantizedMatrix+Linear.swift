@@ -10,37 +10,79 @@ extension QuantizedMatrix {
     /// shared machine made the size of the difference uncertain).
     static let scratchFloats = 1 << 20
 
+    /// Inputs up to this many rows take the integer kernel (activations quantized to 8 bits
+    /// once, every weight row read once for all of them); larger batches are compute-bound and
+    /// dequantize blocks of rows for sgemm.
+    static let integerRowLimit = 8
+
     /// `x · Wᵀ` for activations `x` `[n, columns]`: the linear layer, `[n, rows]`.
     ///
-    /// One token takes the fused dequantize-dot gemv; a batch dequantizes a block of rows at a
-    /// time into a small f32 scratch and multiplies it with OpenBLAS.
+    /// A few tokens (decode) take the integer kernel on activations quantized to 8 bits, as
+    /// llama.cpp does, or for 3-bit codes the fused dequantize-dot gemv on float activations;
+    /// a batch (prefill) dequantizes a block of rows at a time into a small f32 scratch and
+    /// multiplies it with OpenBLAS. Large products are split by rows over the compute pool.
     public func linear(_ x: Matrix) -> Matrix {
-        linear(x, maximumBlockRows: Swift.max(8, Self.scratchFloats / Swift.max(columns, 1)))
+        precondition(x.columns == columns, "linear: input has \(x.columns) features, weight expects \(columns)")
+        if x.rows <= Self.integerRowLimit && QuantizedActivations.supports(bits: bits, groupSize: groupSize) {
+            return integerLinear(QuantizedActivations(x, bits: bits))
+        }
+        if x.rows == 1 { return Matrix(rows: 1, columns: rows, values: gemv(x.values)) }
+        return linear(x, maximumBlockRows: Swift.max(8, Self.scratchFloats / Swift.max(columns, 1)))
     }
 
-    /// `linear` with a given block height (tests use small blocks to cross block edges).
+    /// `x · Wᵀ` through the integer kernel, for activations already quantized (the gate and
+    /// up projections of an expert share one quantization of their input).
+    func integerLinear(_ a: QuantizedActivations, portable: Bool = false) -> Matrix {
+        precondition(a.columns == columns && a.bits == bits)
+        var out = Matrix(zeros: a.rows, rows)
+        guard a.rows > 0, rows > 0 else { return out }
+        let (columns, rows, bits, groupSize) = (self.columns, self.rows, UInt32(self.bits), self.groupSize)
+        let kernel = portable ? moe_quant_matmul_q8_portable : moe_quant_matmul_q8
+        withStorage { packed, scales, minimums in
+            a.values.withUnsafeBufferPointer { values in
+                a.scales.withUnsafeBufferPointer { d in
+                    a.blockSums.withUnsafeBufferPointer { ds in
+                        out.values.withUnsafeMutableBufferPointer { y in
+                            // Each part writes only its own columns of y.
+                            nonisolated(unsafe) let (p, s, m, v, dp, dsp, yp) = (packed, scales, minimums, values.baseAddress, d.baseAddress, ds.baseAddress, y.baseAddress!)
+                            ComputePool.forEachRange(rows: rows, parts: ComputePool.parts(work: a.rows * rows * columns, rows: rows)) { range in
+                                kernel(p, s, m, bits, groupSize, columns, range.lowerBound, range.count, v, dp, dsp, a.rows,
+                                       yp + range.lowerBound, rows)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// `linear` on float activations with a given block height (tests use small blocks to
+    /// cross block edges). Blocks run side by side when the pool splits sgemm.
     func linear(_ x: Matrix, maximumBlockRows: Int) -> Matrix {
         precondition(maximumBlockRows > 0)
         precondition(x.columns == columns, "linear: input has \(x.columns) features, weight expects \(columns)")
         var out = Matrix(zeros: x.rows, rows)
         guard x.rows > 0, rows > 0, columns > 0 else { return out }
-        if x.rows == 1 {
-            out.values = gemv(x.values)
-            return out
-        }
-        let blockRows = Swift.min(rows, maximumBlockRows)
-        var scratch = [Float](repeating: 0, count: blockRows * columns)
+        let parts = ComputePool.splitsBLAS ? Swift.min(ComputePool.threads, Swift.max(1, rows / 16)) : 1
+        let blocks = Swift.max(parts, (rows + maximumBlockRows - 1) / maximumBlockRows)
+        let height = (rows + blocks - 1) / blocks
+        let (rows, columns, bits, groupSize) = (self.rows, self.columns, UInt32(self.bits), self.groupSize)
         withStorage { packed, scales, minimums in
             x.values.withUnsafeBufferPointer { xp in
-                scratch.withUnsafeMutableBufferPointer { sp in
-                    out.values.withUnsafeMutableBufferPointer { op in
-                        for start in stride(from: 0, to: rows, by: blockRows) {
-                            let count = Swift.min(blockRows, rows - start)
-                            moe_quant_dequantize_rows(packed, scales, minimums, UInt32(bits), groupSize, columns,
-                                                      start, count, sp.baseAddress)
-                            // out[:, start ..< start+count] = x · blockᵀ, written in place through the stride.
-                            LinearAlgebra.linear(xp.baseAddress!, count: x.rows, sp.baseAddress!, rows: count, columns: columns,
-                                                 into: op.baseAddress! + start, stride: rows)
+                out.values.withUnsafeMutableBufferPointer { op in
+                    // Each part dequantizes into its own scratch and writes only its own columns.
+                    nonisolated(unsafe) let (p, s, m, input, output) = (packed, scales, minimums, xp.baseAddress!, op.baseAddress!)
+                    ComputePool.forEach(parts) { part in
+                        var scratch = [Float](repeating: 0, count: height * columns)
+                        scratch.withUnsafeMutableBufferPointer { sp in
+                            for start in stride(from: part * height, to: rows, by: parts * height) {
+                                let count = Swift.min(height, rows - start)
+                                moe_quant_dequantize_rows(p, s, m, bits, groupSize, columns, start, count, sp.baseAddress)
+                                // out[:, start ..< start+count] = x · blockᵀ, written in place through the stride.
+                                LinearAlgebra.linear(input, count: x.rows, sp.baseAddress!, rows: count, columns: columns,
+                                                     into: output + start, stride: rows)
+                            }
                         }
                     }
                 }
@@ -55,15 +97,24 @@ extension QuantizedMatrix {
     }
 
     /// The gemv on the chosen C path; `portable` forces the scalar code (tests compare both).
+    /// A large matrix is split by rows over the compute pool (rows start on word boundaries).
     func gemv(_ x: [Float], portable: Bool) -> [Float] {
         precondition(x.count == columns, "gemv: vector has \(x.count) values, weight expects \(columns)")
         var y = [Float](repeating: 0, count: rows)
         guard rows > 0 else { return y }
+        let (columns, rows, bits, groupSize) = (self.columns, self.rows, self.bits, self.groupSize)
+        let (wordsPerRow, groupsPerRow) = (columns * bits / 32, self.groupsPerRow)
+        let kernel = portable ? moe_quant_gemv_portable : moe_quant_gemv
         withStorage { packed, scales, minimums in
             x.withUnsafeBufferPointer { xp in
                 y.withUnsafeMutableBufferPointer { yp in
-                    let kernel = portable ? moe_quant_gemv_portable : moe_quant_gemv
-                    kernel(packed, scales, minimums, UInt32(bits), groupSize, rows, columns, xp.baseAddress, yp.baseAddress)
+                    // Each part writes only its own rows of y.
+                    nonisolated(unsafe) let (p, s, m, input, output) = (packed!, scales!, minimums!, xp.baseAddress, yp.baseAddress!)
+                    ComputePool.forEachRange(rows: rows, parts: ComputePool.parts(work: rows * columns, rows: rows)) { range in
+                        let r = range.lowerBound
+                        kernel(p + r * wordsPerRow, s + r * groupsPerRow, m + r * groupsPerRow, UInt32(bits), groupSize,
+                               range.count, columns, input, output + r)
+                    }
                 }
             }
         }

@@ -1,4 +1,3 @@
-import Dispatch
 import Routing
 
 /// A mixture-of-experts feed-forward block: router, routed experts (from an `ExpertSource`),
@@ -76,7 +75,7 @@ struct MoEBlock: Sendable {
                 }
             }
         }
-        if let chosen = try Self.parallelExperts(used, tokens: x.rows, rows: { assignments[$0].count },
+        if let chosen = try Self.parallelExperts(used, rows: { assignments[$0].count },
                                                  fetch: { try experts.expert(layer: layer, index: $0) }) {
             let results = Self.runInParallel(chosen, on: used.map { x.gatherRows(assignments[$0].map(\.token)) })
             for (result, e) in zip(results, used) { accumulate(result, slot: e) }
@@ -110,13 +109,13 @@ struct MoEBlock: Sendable {
     }
 
     /// The experts of a step that should run side by side, or nil to run them one by one. A
-    /// decode step of several sequences sends a row or two to each of many experts; when
-    /// those experts compute on the calling thread (half-precision and quantized ones) they run
-    /// side by side on the cores. Each expert computes exactly what it would alone, and the
+    /// decode step sends a row or a few to each of its top-k experts, products too small to
+    /// split well; when those experts compute on the calling thread (half-precision and
+    /// quantized ones) they run side by side on the compute pool, one dispatch per layer. Each expert computes exactly what it would alone, and the
     /// caller adds the results in expert order, so the output does not depend on the choice.
-    static func parallelExperts(_ used: [Int], tokens: Int, rows: (Int) -> Int,
+    static func parallelExperts(_ used: [Int], rows: (Int) -> Int,
                                 fetch: (Int) throws -> any Expert) throws -> [any Expert]? {
-        guard LinearAlgebra.cores > 1, used.count > 1, tokens > 1,
+        guard ComputePool.threads > 1, used.count > 1,
               used.allSatisfy({ rows($0) <= LinearAlgebra.smallBatchLimit }) else { return nil }
         let chosen = try used.map(fetch)
         return chosen.allSatisfy(\.computesOnCallingThread) ? chosen : nil
@@ -125,8 +124,8 @@ struct MoEBlock: Sendable {
     static func runInParallel(_ experts: [any Expert], on inputs: [Matrix]) -> [Matrix] {
         var results = [Matrix](repeating: Matrix(zeros: 0, 0), count: experts.count)
         results.withUnsafeMutableBufferPointer { buffer in
-            nonisolated(unsafe) let out = buffer    // each iteration writes only its own element
-            DispatchQueue.concurrentPerform(iterations: experts.count) { i in out[i] = experts[i].forward(inputs[i]) }
+            nonisolated(unsafe) let out = buffer    // each task writes only its own element
+            ComputePool.forEach(experts.count) { i in out[i] = experts[i].forward(inputs[i]) }
         }
         return results
     }

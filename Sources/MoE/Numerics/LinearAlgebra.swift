@@ -1,6 +1,5 @@
 import CBLAS
 import CKernels
-import Dispatch
 import Foundation
 
 /// Dense products on top of OpenBLAS. Everything here is row-major.
@@ -30,38 +29,37 @@ public enum LinearAlgebra {
     /// sgemm packs the whole weight on every call, which costs more than a product this small.
     public static let smallBatchLimit = 8
 
-    /// Multiply-adds above which a small-batch product is split over the cores.
-    public static let parallelWork = 1 << 21
-    public static let cores = ProcessInfo.processInfo.activeProcessorCount
-
     /// `y[i * stride + r] = Σ_c W[r, c] · x[i, c]` for `count` input rows: the one place that
     /// picks the dense kernel, so every f32 weight (loaded, mapped from the store or dequantized
     /// block by block) gives bit-identical results for the same inputs. One row: sgemv;
-    /// 2...`smallBatchLimit` rows: `moe_f32_matmul`; more: sgemm.
+    /// 2...`smallBatchLimit` rows: `moe_f32_matmul`; more: sgemm. Large products are split by
+    /// weight rows over the compute pool; each row's result is the same in any split.
     public static func linear(_ x: UnsafePointer<Float>, count: Int, _ weight: UnsafePointer<Float>, rows: Int, columns: Int,
                               into y: UnsafeMutablePointer<Float>, stride: Int) {
         guard count > 0, rows > 0 else { return }
-        if count == 1 {
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(rows), Int32(columns), 1, weight, Int32(columns), x, 1, 0, y, 1)
-        } else if count <= smallBatchLimit {
-            // A large product (the output head) is split by weight rows over the cores, as
-            // OpenBLAS threads its sgemv; each result is computed the same way in any split.
-            let parts = count * rows * columns >= parallelWork ? min(cores, rows / 64) : 1
-            if parts <= 1 {
-                moe_f32_matmul(weight, x, y, count, rows, columns, stride)
-            } else {
-                let chunk = (rows + parts - 1) / parts
-                // The parts write disjoint columns of y and only read weight and x.
-                nonisolated(unsafe) let (w, input, output) = (weight, x, y)
-                DispatchQueue.concurrentPerform(iterations: parts) { part in
-                    let start = part * chunk, end = min(rows, start + chunk)
-                    if start < end { moe_f32_matmul(w + start * columns, input, output + start, count, end - start, columns, stride) }
-                }
-            }
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(rows), Int32(columns), 1,
-                        x, Int32(columns), weight, Int32(columns), 0, y, Int32(stride))
+        if count > smallBatchLimit && !ComputePool.splitsBLAS {
+            sgemm(x, count: count, weight, rows: rows, columns: columns, into: y, stride: stride)
+            return
         }
+        // The parts write disjoint columns of y and only read weight and x.
+        nonisolated(unsafe) let (w, input, output) = (weight, x, y)
+        ComputePool.forEachRange(rows: rows, parts: ComputePool.parts(work: count * rows * columns, rows: rows)) { range in
+            let (wp, yp) = (w + range.lowerBound * columns, output + range.lowerBound)
+            if count == 1 {
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(range.count), Int32(columns), 1, wp, Int32(columns), input, 1, 0, yp, 1)
+            } else if count <= smallBatchLimit {
+                moe_f32_matmul(wp, input, yp, count, range.count, columns, stride)
+            } else {
+                sgemm(input, count: count, wp, rows: range.count, columns: columns, into: yp, stride: stride)
+            }
+        }
+    }
+
+    /// One sgemm call: `y[i * stride + r] = Σ_c W[r, c] · x[i, c]`.
+    static func sgemm(_ x: UnsafePointer<Float>, count: Int, _ weight: UnsafePointer<Float>, rows: Int, columns: Int,
+                      into y: UnsafeMutablePointer<Float>, stride: Int) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(rows), Int32(columns), 1,
+                    x, Int32(columns), weight, Int32(columns), 0, y, Int32(stride))
     }
 
     /// `a · b` for `a` `[n, k]` and `b` `[k, m]`.

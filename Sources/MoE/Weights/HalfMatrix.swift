@@ -1,5 +1,4 @@
 import CKernels
-import Dispatch
 
 /// A row-major matrix of 16-bit floats that stays in its stored format. The bits live
 /// wherever their owner keeps them: in an array this value holds, or in a memory map
@@ -64,34 +63,37 @@ public struct HalfMatrix: LinearWeight, @unchecked Sendable {
         return out
     }
 
-    /// A few input rows: the half kernel, split by weight rows over the cores when the
-    /// product is large (the output head, attention projections), as OpenBLAS threads sgemv.
+    /// A few input rows: the half kernel, split by weight rows over the compute pool when the
+    /// product is large (the output head, attention projections, a batch's expert products).
     private func kernelProduct(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>) {
         let isF16: Int32 = format == .f16 ? 1 : 0
-        let parts = count * rows * columns >= LinearAlgebra.parallelWork ? min(LinearAlgebra.cores, rows / 64) : 1
-        guard parts > 1 else {
-            moe_half_matmul_strided(bits, isF16, x, y, count, rows, columns, rows)
-            return
-        }
-        let chunk = (rows + parts - 1) / parts
         // The parts write disjoint columns of y and only read the weight and x.
         nonisolated(unsafe) let (w, input, output) = (bits, x, y)
         let (rows, columns) = (self.rows, self.columns)
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let start = part * chunk, end = Swift.min(rows, start + chunk)
-            if start < end { moe_half_matmul_strided(w + start * columns, isF16, input, output + start, count, end - start, columns, rows) }
+        ComputePool.forEachRange(rows: rows, parts: ComputePool.parts(work: count * rows * columns, rows: rows)) { range in
+            moe_half_matmul_strided(w + range.lowerBound * columns, isF16, input, output + range.lowerBound,
+                                    count, range.count, columns, rows)
         }
     }
 
     /// Many input rows: widen a block of weight rows at a time and multiply it with sgemm.
+    /// When the pool splits sgemm, blocks run side by side, each part widening into its own
+    /// scratch; there are at least as many blocks as parts.
     private func widenedProduct(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>) {
-        let blockRows = Swift.min(rows, Swift.max(8, Self.scratchFloats / Swift.max(columns, 1)))
-        var scratch = [Float](repeating: 0, count: blockRows * columns)
-        scratch.withUnsafeMutableBufferPointer { s in
-            for start in stride(from: 0, to: rows, by: blockRows) {
-                let n = Swift.min(blockRows, rows - start)
-                widen(rows: start..<(start + n), into: s.baseAddress!)
-                LinearAlgebra.linear(x, count: count, s.baseAddress!, rows: n, columns: columns, into: y + start, stride: rows)
+        let parts = ComputePool.splitsBLAS ? Swift.min(ComputePool.threads, Swift.max(1, rows / 16)) : 1
+        let limit = Swift.max(8, Self.scratchFloats / Swift.max(columns, 1))
+        let blocks = Swift.max(parts, (rows + limit - 1) / limit)
+        let height = (rows + blocks - 1) / blocks
+        nonisolated(unsafe) let (input, output) = (x, y)
+        let (rows, columns) = (self.rows, self.columns)
+        ComputePool.forEach(parts) { part in
+            var scratch = [Float](repeating: 0, count: height * columns)
+            scratch.withUnsafeMutableBufferPointer { s in
+                for start in stride(from: part * height, to: rows, by: parts * height) {
+                    let n = Swift.min(height, rows - start)
+                    widen(rows: start..<(start + n), into: s.baseAddress!)
+                    LinearAlgebra.sgemm(input, count: count, s.baseAddress!, rows: n, columns: columns, into: output + start, stride: rows)
+                }
             }
         }
     }
