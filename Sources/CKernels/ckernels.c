@@ -89,35 +89,6 @@ static void bf16_to_f32_avx2(const uint16_t *src, float *dst, size_t count) {
     for (; i < count; i++) dst[i] = bf16_scalar(src[i]);
 }
 
-// Dot product of one half-precision weight row with one float row. The weight row is
-// converted 16 values at a time; two accumulators hide the FMA latency.
-__attribute__((target("avx2,fma,f16c")))
-static float half_dot_avx2(const uint16_t *row, int is_f16, const float *x, size_t cols) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    size_t c = 0;
-    for (; c + 16 <= cols; c += 16) {
-        __m128i a = _mm_loadu_si128((const __m128i *)(row + c));
-        __m128i b = _mm_loadu_si128((const __m128i *)(row + c + 8));
-        __m256 wa, wb;
-        if (is_f16) {
-            wa = _mm256_cvtph_ps(a);
-            wb = _mm256_cvtph_ps(b);
-        } else {
-            wa = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(a), 16));
-            wb = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(b), 16));
-        }
-        acc0 = _mm256_fmadd_ps(wa, _mm256_loadu_ps(x + c), acc0);
-        acc1 = _mm256_fmadd_ps(wb, _mm256_loadu_ps(x + c + 8), acc1);
-    }
-    __m256 acc = _mm256_add_ps(acc0, acc1);
-    __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    sum4 = _mm_hadd_ps(sum4, sum4);
-    sum4 = _mm_hadd_ps(sum4, sum4);
-    float sum = _mm_cvtss_f32(sum4);
-    for (; c < cols; c++) sum += (is_f16 ? f16_scalar(row[c]) : bf16_scalar(row[c])) * x[c];
-    return sum;
-}
-
 static float half_dot_scalar(const uint16_t *row, int is_f16, const float *x, size_t cols) {
     float sum = 0;
     for (size_t c = 0; c < cols; c++) sum += (is_f16 ? f16_scalar(row[c]) : bf16_scalar(row[c])) * x[c];
@@ -241,19 +212,17 @@ void moe_half_matmul(const uint16_t *w, int is_f16, const float *x, float *y, si
 void moe_half_matmul_strided(const uint16_t *w, int is_f16, const float *x, float *y, size_t n, size_t rows, size_t cols,
                              size_t ldy) {
     if (n == 0 || rows == 0) return;
-    int fast = has_avx2_f16c();
-    if (fast && n > 1) {
+    // Four weight rows at a time, one input too: four independent streams from memory keep
+    // more loads in flight than one row at a time, and a result never depends on n.
+    if (has_avx2_f16c()) {
         if (is_f16) blocked_matmul_f16(w, x, y, n, rows, cols, ldy);
         else blocked_matmul_bf16(w, x, y, n, rows, cols, ldy);
         return;
     }
-    // One input (or no AVX2): weight row outermost, so each row is read from memory once.
+    // No AVX2: weight row outermost, so each row is read from memory once.
     for (size_t r = 0; r < rows; r++) {
         const uint16_t *row = w + r * cols;
-        for (size_t i = 0; i < n; i++) {
-            y[i * ldy + r] = fast ? half_dot_avx2(row, is_f16, x + i * cols, cols)
-                                  : half_dot_scalar(row, is_f16, x + i * cols, cols);
-        }
+        for (size_t i = 0; i < n; i++) y[i * ldy + r] = half_dot_scalar(row, is_f16, x + i * cols, cols);
     }
 }
 

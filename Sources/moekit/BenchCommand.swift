@@ -42,6 +42,7 @@ struct BenchCommand: ParsableCommand {
         var expertBytes: Int
         var denseBytes: Int
         var residentBytes: Int?
+        var threads: Int
     }
 
     func run() throws {
@@ -65,8 +66,13 @@ struct BenchCommand: ParsableCommand {
                 let mean = rates.reduce(0, +) / Double(rates.count)
                 let sd = rates.count > 1 ? (rates.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(rates.count - 1)).squareRoot() : 0
                 return Row(plan: name, test: test, tokensPerSecond: mean, standardDeviation: sd, bytesPerGeneratedToken: perToken,
-                           expertBytes: plan.expectedExpertBytes, denseBytes: model.denseByteCount, residentBytes: AvailableMemory.residentBytes())
+                           expertBytes: plan.expectedExpertBytes, denseBytes: model.denseByteCount, residentBytes: AvailableMemory.residentBytes(),
+                           threads: ComputePool.threads)
             }
+            // One untimed run of each test first, as llama-bench does: it faults in the weights
+            // (mapped from the store) and warms the caches, so repetitions measure steady state.
+            if p > 0 { _ = try model.logits(prompt) }
+            if n > 0 { try decode(model, first: first, steps: Swift.min(n, 4)) }
             if p > 0 {
                 let rates = try (0..<r).map { _ in
                     Double(p) / (try Self.seconds { _ = try model.logits(prompt) })
@@ -75,19 +81,22 @@ struct BenchCommand: ParsableCommand {
             }
             if n > 0 {
                 let rates = try (0..<r).map { _ in
-                    var cache = model.makeCache()
-                    var token = first
-                    return Double(n) / (try Self.seconds {
-                        for _ in 0..<n {
-                            let logits = try model.forward([token], cache: &cache)
-                            token = logits.values.indices.max { logits.values[$0] < logits.values[$1] }!
-                        }
-                    })
+                    Double(n) / (try Self.seconds { try decode(model, first: first, steps: n) })
                 }
                 rows.append(row("tg\(n)", rates))
             }
         }
         try Output.print(rows, json: json, text: Self.table(rows))
+    }
+
+    /// Greedy decoding of `steps` tokens from an empty context, one forward pass per token.
+    func decode(_ model: MoEModel, first: Int, steps: Int) throws {
+        var cache = model.makeCache()
+        var token = first
+        for _ in 0..<steps {
+            let logits = try model.forward([token], cache: &cache)
+            token = logits.values.indices.max { logits.values[$0] < logits.values[$1] }!
+        }
     }
 
     /// Dense weights read per step plus top-k experts per MoE layer at the plan's average slot
@@ -105,9 +114,9 @@ struct BenchCommand: ParsableCommand {
     }
 
     static func table(_ rows: [Row]) -> String {
-        var lines = ["| plan | test | t/s | bytes/token | expert bytes | dense bytes | resident |", "|---|---|---|---|---|---|---|"]
+        var lines = ["| plan | test | threads | t/s | bytes/token | expert bytes | dense bytes | resident |", "|---|---|---|---|---|---|---|---|"]
         for r in rows {
-            lines.append("| \(r.plan) | \(r.test) | \(String(format: "%.2f ± %.2f", r.tokensPerSecond, r.standardDeviation)) | "
+            lines.append("| \(r.plan) | \(r.test) | \(r.threads) | \(String(format: "%.2f ± %.2f", r.tokensPerSecond, r.standardDeviation)) | "
                 + "\(ByteCount.text(r.bytesPerGeneratedToken)) | \(ByteCount.text(r.expertBytes)) | \(ByteCount.text(r.denseBytes)) | "
                 + "\(r.residentBytes.map(ByteCount.text) ?? "-") |")
         }

@@ -15,7 +15,9 @@ final class QuantizedKernelTests: XCTestCase {
             let fast = q.gemv(x.values), portable = q.gemv(x.values, portable: true)
             XCTAssertLessThan(relativeError(fast, reference), 1e-5, "\(bits)-bit g\(groupSize)")
             XCTAssertLessThan(relativeError(portable, reference), 1e-5, "\(bits)-bit g\(groupSize) portable")
-            XCTAssertEqual(q.linear(x).values, fast, "linear on one row is the gemv")
+            if !QuantizedActivations.supports(bits: bits, groupSize: groupSize) {
+                XCTAssertEqual(q.linear(x).values, fast, "linear on one 3-bit row is the gemv")
+            }
         }
     }
 
@@ -60,7 +62,7 @@ final class QuantizedKernelTests: XCTestCase {
             let x = g.matrix(6, 128)
             let q = try QuantizedMatrix(quantizing: w, format: QuantizationFormat(bits: bits, groupSize: groupSize))
             let reference = referenceLinear(x, q.dequantized())
-            XCTAssertLessThan(relativeError(q.linear(x).values, reference), 1e-5, "\(bits)-bit g\(groupSize)")
+            XCTAssertLessThan(relativeError(q.linear(x, maximumBlockRows: 1 << 20).values, reference), 1e-5, "\(bits)-bit g\(groupSize)")
             XCTAssertLessThan(relativeError(q.linear(x, maximumBlockRows: 8).values, reference), 1e-5, "8-row blocks")
             XCTAssertEqual(q.linear(Matrix(zeros: 0, 128)).rows, 0)
         }
@@ -72,10 +74,12 @@ final class QuantizedKernelTests: XCTestCase {
         let format = try QuantizationFormat(bits: 4, groupSize: 32)
         let quantized = try QuantizedExpert(quantizing: expert, format: format)
         let reference = quantized.dequantized()
-        for tokens in [1, 5] {
+        // Up to QuantizedMatrix.integerRowLimit tokens the activations are quantized to 8 bits
+        // (relative error about 1/254 per value); more take the float path, exact to rounding.
+        for (tokens, bound) in [(1, 1e-2), (5, 1e-2), (12, 1e-5)] {
             let x = g.matrix(tokens, 32)
             let expected = reference.forward(x).values.map(Double.init)
-            XCTAssertLessThan(relativeError(quantized.forward(x).values, expected), 1e-5)
+            XCTAssertLessThan(relativeError(quantized.forward(x).values, expected), bound, "\(tokens) tokens")
         }
         XCTAssertEqual(quantized.residentBytes, 3 * 64 * 32 / 2 + 3 * 64 * 4)
         XCTAssertEqual(quantized.residentBytes, quantized.gate.byteCount + quantized.up.byteCount + quantized.down.byteCount)

@@ -28,7 +28,7 @@ void moe_bf16_gemv(const uint16_t *w, const float *x, float *y, size_t rows, siz
 /// transpose of a row-major half-precision matrix W [rows, cols] (bfloat16, or IEEE half
 /// when `is_f16` is nonzero), into `y` [n, rows]. Meant for a few rows (decode); every
 /// weight row is read from memory once whatever n is. Each result depends only on its weight
-/// row and input row (not on n), but the sums for n > 1 run in a different order than for n = 1.
+/// row and input row (not on n, nor on where the row falls in a block).
 void moe_half_matmul(const uint16_t *w, int is_f16, const float *x, float *y, size_t n, size_t rows, size_t cols);
 
 /// `moe_half_matmul` writing y[i * ldy + r] (ldy >= rows): a column block of a wider output,

@@ -30,14 +30,23 @@ public struct QuantizedExpert: Expert {
     public var hiddenSize: Int { gate.columns }
 
     public func forward(_ x: Matrix) -> Matrix {
-        var activation = gate.linear(x)
-        Functions.swiglu(gate: &activation, up: up.linear(x))
+        var activation: Matrix
+        if x.rows <= QuantizedMatrix.integerRowLimit && gate.format == up.format
+            && QuantizedActivations.supports(bits: gate.bits, groupSize: gate.groupSize) {
+            // Decode: gate and up read the same input, quantized to 8 bits once for both.
+            let input = QuantizedActivations(x, bits: gate.bits)
+            activation = gate.integerLinear(input)
+            Functions.swiglu(gate: &activation, up: up.integerLinear(input))
+        } else {
+            activation = gate.linear(x)
+            Functions.swiglu(gate: &activation, up: up.linear(x))
+        }
         return down.linear(activation)
     }
 
     public var residentBytes: Int { gate.byteCount + up.byteCount + down.byteCount }
 
-    /// One row is the fused dequantize-dot kernel, a few rows `LinearAlgebra`'s small-batch kernel.
+    /// A few rows take the integer kernels on the calling thread (large products split on the pool).
     public var computesOnCallingThread: Bool { true }
 
     /// The f32 expert these codes stand for.

@@ -20,6 +20,18 @@ public enum ComputePool {
         openblas_set_num_threads(1)
     }
 
+    /// Runs `body` as under `configure(threads:)`, then restores the pool's and OpenBLAS's
+    /// thread counts (tests compare results across thread counts in one process).
+    public static func withThreads<R>(_ threads: Int, _ body: () throws -> R) rethrows -> R {
+        let (pool, blas) = (self.threads, openblas_get_num_threads())
+        configure(threads: threads)
+        defer {
+            moe_pool_set_threads(pool)
+            openblas_set_num_threads(blas)
+        }
+        return try body()
+    }
+
     /// Whether sgemm should be split by the pool: only when OpenBLAS runs one thread per call,
     /// so a product is threaded once, by one of the two.
     public static var splitsBLAS: Bool { openblas_get_num_threads() == 1 && threads > 1 }
