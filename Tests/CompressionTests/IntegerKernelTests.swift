@@ -91,6 +91,16 @@ final class IntegerKernelTests: XCTestCase {
         }
     }
 
+    /// Switched off, a few rows take the float kernels (exact to rounding).
+    func testIntegerKernelsCanBeSwitchedOff() throws {
+        var g = SeededGenerator(seed: 11)
+        let q = try QuantizedMatrix(quantizing: g.matrix(40, 128, scale: 0.1), format: QuantizationFormat(bits: 4, groupSize: 32))
+        let x = g.matrix(1, 128)
+        QuantizedMatrix.usesIntegerKernels = false
+        defer { QuantizedMatrix.usesIntegerKernels = true }
+        XCTAssertEqual(q.linear(x).values, q.gemv(x.values))
+    }
+
     /// The integer path stays close to the float product (the activation rounding only).
     func testIntegerProductIsCloseToTheFloatProduct() throws {
         var g = SeededGenerator(seed: 3)

@@ -75,8 +75,9 @@ final class QuantizedKernelTests: XCTestCase {
         let quantized = try QuantizedExpert(quantizing: expert, format: format)
         let reference = quantized.dequantized()
         // Up to QuantizedMatrix.integerRowLimit tokens the activations are quantized to 8 bits
-        // (relative error about 1/254 per value); more take the float path, exact to rounding.
-        for (tokens, bound) in [(1, 1e-2), (5, 1e-2), (12, 1e-5)] {
+        // (about 0.5% rms per value, twice: the input and the down projection's input); more
+        // take the float path, exact to rounding.
+        for (tokens, bound) in [(1, 3e-2), (5, 3e-2), (12, 1e-5)] {
             let x = g.matrix(tokens, 32)
             let expected = reference.forward(x).values.map(Double.init)
             XCTAssertLessThan(relativeError(quantized.forward(x).values, expected), bound, "\(tokens) tokens")

@@ -31,8 +31,7 @@ public struct QuantizedExpert: Expert {
 
     public func forward(_ x: Matrix) -> Matrix {
         var activation: Matrix
-        if x.rows <= QuantizedMatrix.integerRowLimit && gate.format == up.format
-            && QuantizedActivations.supports(bits: gate.bits, groupSize: gate.groupSize) {
+        if gate.format == up.format && gate.takesIntegerKernel(inputRows: x.rows) {
             // Decode: gate and up read the same input, quantized to 8 bits once for both.
             let input = QuantizedActivations(x, bits: gate.bits)
             activation = gate.integerLinear(input)

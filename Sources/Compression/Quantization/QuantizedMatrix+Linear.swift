@@ -1,4 +1,5 @@
 import CKernels
+import Synchronization
 import MoE
 
 /// Products with a quantized weight, computed from the packed codes.
@@ -15,6 +16,21 @@ extension QuantizedMatrix {
     /// dequantize blocks of rows for sgemm.
     static let integerRowLimit = 8
 
+    /// Whether products of a few rows quantize the activations to 8 bits for the integer
+    /// kernels (the default, as llama.cpp does), or keep them in f32 (exact to rounding
+    /// against the dequantized weights: what tests of a plan's weights compare).
+    public static var usesIntegerKernels: Bool {
+        get { integerKernelsEnabled.load(ordering: .relaxed) }
+        set { integerKernelsEnabled.store(newValue, ordering: .relaxed) }
+    }
+    private static let integerKernelsEnabled = Atomic(true)
+
+    /// Whether `rows` input rows take the integer kernel.
+    func takesIntegerKernel(inputRows: Int) -> Bool {
+        inputRows <= Self.integerRowLimit && Self.usesIntegerKernels
+            && QuantizedActivations.supports(bits: bits, groupSize: groupSize)
+    }
+
     /// `x · Wᵀ` for activations `x` `[n, columns]`: the linear layer, `[n, rows]`.
     ///
     /// A few tokens (decode) take the integer kernel on activations quantized to 8 bits, as
@@ -23,7 +39,7 @@ extension QuantizedMatrix {
     /// multiplies it with OpenBLAS. Large products are split by rows over the compute pool.
     public func linear(_ x: Matrix) -> Matrix {
         precondition(x.columns == columns, "linear: input has \(x.columns) features, weight expects \(columns)")
-        if x.rows <= Self.integerRowLimit && QuantizedActivations.supports(bits: bits, groupSize: groupSize) {
+        if takesIntegerKernel(inputRows: x.rows) {
             return integerLinear(QuantizedActivations(x, bits: bits))
         }
         if x.rows == 1 { return Matrix(rows: 1, columns: rows, values: gemv(x.values)) }
