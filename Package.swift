@@ -37,7 +37,7 @@ let package = Package(
         .executableTarget(name: "store-bench", dependencies: ["MoE", "ExpertStore"], path: "Benchmarks/store-bench"),
         .executableTarget(name: "serve-bench", dependencies: ["MoEServer", "Compression", "ExpertStore", "MoE", "Routing", "CBLAS"], path: "Benchmarks/serve-bench"),
         .executableTarget(name: "make-checkpoint", path: "Benchmarks/make-checkpoint"),
-        .executableTarget(name: "quant-bench", dependencies: ["Compression", "MoE", "CBLAS"], path: "Benchmarks/quant-bench"),
+        .executableTarget(name: "quant-bench", dependencies: ["Compression", "MoE", "CBLAS", "CKernels"], path: "Benchmarks/quant-bench"),
         .testTarget(name: "RoutingTests", dependencies: ["Routing"]),
         .testTarget(name: "MoETests", dependencies: ["MoE", "Routing"]),
         .testTarget(name: "ExpertStoreTests", dependencies: ["ExpertStore", "MoE", "CLMDB"]),

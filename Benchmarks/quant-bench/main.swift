@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 import Compression
 import Foundation
 import MoE
@@ -13,6 +14,10 @@ func best(_ repeats: Int, _ body: () -> Void) -> Double {
 }
 
 func run() throws {
+    // Single-core kernel throughput: the pool and OpenBLAS on one thread (QUANT_BENCH_THREADS to change).
+    let threads = Int(ProcessInfo.processInfo.environment["QUANT_BENCH_THREADS"] ?? "1") ?? 1
+    ComputePool.configure(threads: threads)
+    print("threads: \(threads)")
     let n = 4096
     var generator = SystemRandomNumberGenerator()
     let weight = Matrix(rows: n, columns: n, values: (0..<(n * n)).map { _ in Float.random(in: -0.05...0.05, using: &generator) })
@@ -32,10 +37,18 @@ func run() throws {
             }
         }
     })]
+    let row = Matrix(rows: 1, columns: n, values: x)
+    var halves = [UInt16](repeating: 0, count: n * n)
+    moe_f32_to_bf16(weight.values, &halves, n * n)
+    let half = HalfMatrix(rows: n, columns: n, format: .bf16, values: halves)
+    contenders.append(("bf16", half.byteCount, { sink += half.linear(row).values[0] }))
     for bits in [8, 4, 3, 2] {
         for group in [128, 32] {
             let q = try QuantizedMatrix(quantizing: weight, format: QuantizationFormat(bits: bits, groupSize: group))
             contenders.append(("\(bits)-bit g\(group)", q.byteCount, { sink += q.gemv(x)[0] }))
+            if bits != 3 {  // the integer kernel on 8-bit activations (what decode runs)
+                contenders.append(("\(bits)b g\(group) i8", q.byteCount, { sink += q.linear(row).values[0] }))
+            }
         }
     }
     // The machine is shared, so rounds interleave the contenders and each keeps its best time.

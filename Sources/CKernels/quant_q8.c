@@ -121,40 +121,74 @@ static inline float sum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+// One block's integer sums for every input, scaled by the activations' block scales, into acc.
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void block_q8_avx2(const uint8_t *row, const uint32_t bits, size_t b, size_t cols, size_t blocks,
+                                 const int8_t *a, const float *d, const size_t inputs, __m256 acc[4]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i w = unpack_block(row, b, bits);
+    __m256i magnitude = bits == 8 ? _mm256_sign_epi8(w, w) : w;
+    for (size_t i = 0; i < inputs; i++) {
+        __m256i av = _mm256_loadu_si256((const __m256i *)(a + i * cols + b * block));
+        if (bits == 8) av = _mm256_sign_epi8(av, w);
+        __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, av), ones));
+        acc[i] = _mm256_fmadd_ps(sums, _mm256_set1_ps(d[i * blocks + b]), acc[i]);
+    }
+}
+
+// One group's integer sums for every input, scaled by the activations' block scales, added
+// to `total` times the group's weight scale. Blocks alternate between two accumulators, so
+// consecutive FMAs do not wait on each other (latency, not throughput, bounds one chain).
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void group_q8_avx2(const uint8_t *row, const uint32_t bits, size_t first_block, size_t per_group,
+                                 size_t cols, const int8_t *a, const float *d, const size_t inputs, float s,
+                                 __m256 total[4]) {
+    const size_t blocks = cols / block;
+    __m256 even[4], odd[4];
+    for (size_t i = 0; i < inputs; i++) { even[i] = _mm256_setzero_ps(); odd[i] = _mm256_setzero_ps(); }
+    for (size_t k = 0; k < per_group; k += 2) {  // per_group is 1, 2 or 4
+        size_t b = first_block + k;
+        block_q8_avx2(row, bits, b, cols, blocks, a, d, inputs, even);
+        if (k + 1 < per_group) block_q8_avx2(row, bits, b + 1, cols, blocks, a, d, inputs, odd);
+    }
+    __m256 sv = _mm256_set1_ps(s);
+    for (size_t i = 0; i < inputs; i++) total[i] = _mm256_fmadd_ps(sv, _mm256_add_ps(even[i], odd[i]), total[i]);
+}
+
+/// Σ_g h[g] · v[g] for `groups` half-precision h and float v, eight at a time.
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline float half_dot(const uint16_t *h, const float *v, size_t groups) {
+    __m256 acc = _mm256_setzero_ps();
+    size_t g = 0;
+    for (; g + 8 <= groups; g += 8)
+        acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + g))), _mm256_loadu_ps(v + g), acc);
+    float sum = sum8(acc);
+    for (; g < groups; g++) sum += _cvtsh_ss(h[g]) * v[g];
+    return sum;
+}
+
 // One weight row against `inputs` (1 to 4, a constant after inlining) activation rows.
-// `group_weight[i * groups + g]` = Σ_b ds over group g of input i (the minimum's coefficient).
+// Groups alternate between two totals (independent chains again); the minimums' term,
+// Σ_g m_g · group_weight[g] with group_weight = Σ_b ds over the group's blocks, is one
+// vector dot per input after the codes (for 8-bit codes plus 128 · Σ_g s_g · group_weight).
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void row_q8_avx2(const uint8_t *row, const uint16_t *row_scales, const uint16_t *row_minimums,
                                const uint32_t bits, size_t groups, size_t per_group, size_t cols,
                                const int8_t *a, const float *d, const float *group_weight, const size_t inputs,
                                float *y, size_t ldy) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    const size_t blocks = cols / block;
-    __m256 total[4];
-    float minimum_term[4];
-    for (size_t i = 0; i < inputs; i++) { total[i] = _mm256_setzero_ps(); minimum_term[i] = 0; }
-    for (size_t g = 0; g < groups; g++) {
-        __m256 acc[4];
-        for (size_t i = 0; i < inputs; i++) acc[i] = _mm256_setzero_ps();
-        for (size_t b = g * per_group; b < (g + 1) * per_group; b++) {
-            __m256i w = unpack_block(row, b, bits);
-            __m256i magnitude = bits == 8 ? _mm256_sign_epi8(w, w) : w;
-            for (size_t i = 0; i < inputs; i++) {
-                __m256i av = _mm256_loadu_si256((const __m256i *)(a + i * cols + b * block));
-                if (bits == 8) av = _mm256_sign_epi8(av, w);
-                __m256i pairs = _mm256_maddubs_epi16(magnitude, av);
-                __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-                acc[i] = _mm256_fmadd_ps(sums, _mm256_set1_ps(d[i * blocks + b]), acc[i]);
-            }
-        }
-        float s = _cvtsh_ss(row_scales[g]);
-        float m = _cvtsh_ss(row_minimums[g]) + (bits == 8 ? 128.0f * s : 0.0f);
-        for (size_t i = 0; i < inputs; i++) {
-            total[i] = _mm256_fmadd_ps(_mm256_set1_ps(s), acc[i], total[i]);
-            minimum_term[i] += m * group_weight[i * groups + g];
-        }
+    __m256 even[4], odd[4];
+    for (size_t i = 0; i < inputs; i++) { even[i] = _mm256_setzero_ps(); odd[i] = _mm256_setzero_ps(); }
+    size_t g = 0;
+    for (; g + 2 <= groups; g += 2) {
+        group_q8_avx2(row, bits, g * per_group, per_group, cols, a, d, inputs, _cvtsh_ss(row_scales[g]), even);
+        group_q8_avx2(row, bits, (g + 1) * per_group, per_group, cols, a, d, inputs, _cvtsh_ss(row_scales[g + 1]), odd);
     }
-    for (size_t i = 0; i < inputs; i++) y[i * ldy] = sum8(total[i]) + minimum_term[i];
+    if (g < groups) group_q8_avx2(row, bits, g * per_group, per_group, cols, a, d, inputs, _cvtsh_ss(row_scales[g]), even);
+    for (size_t i = 0; i < inputs; i++) {
+        float minimum_term = half_dot(row_minimums, group_weight + i * groups, groups);
+        if (bits == 8) minimum_term += 128.0f * half_dot(row_scales, group_weight + i * groups, groups);
+        y[i * ldy] = sum8(_mm256_add_ps(even[i], odd[i])) + minimum_term;
+    }
 }
 
 __attribute__((target("avx2,fma,f16c"), always_inline))
