@@ -41,9 +41,12 @@ public enum ComputePool {
     public static let parallelWork = 1 << 18
 
     /// How many parts a product of `work` multiply-adds over `rows` output rows splits into:
-    /// one per thread for a large product, never parts of fewer than 16 rows.
+    /// up to four per thread for a large product (threads take parts as they come, so a
+    /// thread the shared machine pauses leaves its share to the others rather than holding
+    /// everyone up), never parts of fewer than 16 rows.
     public static func parts(work: Int, rows: Int) -> Int {
-        work >= parallelWork ? max(1, min(threads, rows / 16)) : 1
+        guard work >= parallelWork else { return 1 }
+        return max(1, min(threads * min(4, work / parallelWork), rows / 16))
     }
 
     /// Calls `body(i)` once for each `i < count`, on the pool's threads, and returns when all
