@@ -137,8 +137,9 @@ static inline void block_q8_avx2(const uint8_t *row, const uint32_t bits, size_t
 }
 
 // One group's integer sums for every input, scaled by the activations' block scales, added
-// to `total` times the group's weight scale. Blocks alternate between two accumulators, so
-// consecutive FMAs do not wait on each other (latency, not throughput, bounds one chain).
+// to `total` times the group's weight scale. With one input, blocks alternate between two
+// accumulators so consecutive FMAs do not wait on each other; with more, the inputs' own
+// accumulators are the independent chains (and two sets would not fit the 16 registers).
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void group_q8_avx2(const uint8_t *row, const uint32_t bits, size_t first_block, size_t per_group,
                                  size_t cols, const int8_t *a, const float *d, const size_t inputs, float s,
@@ -149,10 +150,11 @@ static inline void group_q8_avx2(const uint8_t *row, const uint32_t bits, size_t
     for (size_t k = 0; k < per_group; k += 2) {  // per_group is 1, 2 or 4
         size_t b = first_block + k;
         block_q8_avx2(row, bits, b, cols, blocks, a, d, inputs, even);
-        if (k + 1 < per_group) block_q8_avx2(row, bits, b + 1, cols, blocks, a, d, inputs, odd);
+        if (k + 1 < per_group) block_q8_avx2(row, bits, b + 1, cols, blocks, a, d, inputs, inputs == 1 ? odd : even);
     }
     __m256 sv = _mm256_set1_ps(s);
-    for (size_t i = 0; i < inputs; i++) total[i] = _mm256_fmadd_ps(sv, _mm256_add_ps(even[i], odd[i]), total[i]);
+    for (size_t i = 0; i < inputs; i++)
+        total[i] = _mm256_fmadd_ps(sv, inputs == 1 ? _mm256_add_ps(even[i], odd[i]) : even[i], total[i]);
 }
 
 /// Σ_g h[g] · v[g] for `groups` half-precision h and float v, eight at a time.
@@ -168,7 +170,7 @@ static inline float half_dot(const uint16_t *h, const float *v, size_t groups) {
 }
 
 // One weight row against `inputs` (1 to 4, a constant after inlining) activation rows.
-// Groups alternate between two totals (independent chains again); the minimums' term,
+// With one input, groups alternate between two totals (independent chains again); the minimums' term,
 // Σ_g m_g · group_weight[g] with group_weight = Σ_b ds over the group's blocks, is one
 // vector dot per input after the codes (for 8-bit codes plus 128 · Σ_g s_g · group_weight).
 __attribute__((target("avx2,fma,f16c"), always_inline))
@@ -181,7 +183,8 @@ static inline void row_q8_avx2(const uint8_t *row, const uint16_t *row_scales, c
     size_t g = 0;
     for (; g + 2 <= groups; g += 2) {
         group_q8_avx2(row, bits, g * per_group, per_group, cols, a, d, inputs, _cvtsh_ss(row_scales[g]), even);
-        group_q8_avx2(row, bits, (g + 1) * per_group, per_group, cols, a, d, inputs, _cvtsh_ss(row_scales[g + 1]), odd);
+        group_q8_avx2(row, bits, (g + 1) * per_group, per_group, cols, a, d, inputs, _cvtsh_ss(row_scales[g + 1]),
+                      inputs == 1 ? odd : even);
     }
     if (g < groups) group_q8_avx2(row, bits, g * per_group, per_group, cols, a, d, inputs, _cvtsh_ss(row_scales[g]), even);
     for (size_t i = 0; i < inputs; i++) {

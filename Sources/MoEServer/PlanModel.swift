@@ -14,8 +14,10 @@ public struct PlanModel: Sendable {
 
     /// `maxExpertMemory` forces the cache with that bound; without it the cache is used only
     /// when the plan does not fit `budget`.
+    /// `loadEverything` loads the full model's experts at start too (a benchmark measures
+    /// steady state, not first-touch loading).
     public init(plan: CompressionPlan, store: ExpertStore, precision: ExpertPrecision,
-                maxExpertMemory: Int?, budget: AvailableMemory.Budget) throws {
+                maxExpertMemory: Int?, budget: AvailableMemory.Budget, loadEverything: Bool = false) throws {
         let footprint = try ExpertFootprint(store: store, plans: [plan], precision: precision)
         residency = ExpertResidency.decide(footprint: footprint, requestedLimit: maxExpertMemory, budget: budget)
         switch residency.mode {
@@ -27,7 +29,9 @@ public struct PlanModel: Sendable {
         case .resident where plan.keepsEveryExpert && plan.denseQuantization == nil:
             // The full model's experts are all needed sooner or later but read on first use,
             // so a short generation does not wait for every one of them.
-            model = try store.loadModel(experts: StoreExpertSource(store: store, precision: precision), precision: precision)
+            let experts = try StoreExpertSource(store: store, precision: precision)
+            if loadEverything { try experts.load(experts.allExpertIDs) }
+            model = try store.loadModel(experts: experts, precision: precision)
             cache = nil
         case .resident:
             model = try PlanLoader.model(plan: plan, store: store, precision: precision).model

@@ -58,7 +58,8 @@ struct BenchCommand: ParsableCommand {
         var rows = [Row]()
         for name in plans {
             let plan = try CompressionPlan.named(name, in: store)
-            let loaded = try PlanModel(plan: plan, store: store, precision: precision, maxExpertMemory: nil, budget: AvailableMemory.current())
+            let loaded = try PlanModel(plan: plan, store: store, precision: precision, maxExpertMemory: nil, budget: AvailableMemory.current(),
+                                       loadEverything: true)
             let model = loaded.model
             FileHandle.standardError.write(Data("moekit bench \(name): \(loaded.residency.summary)\n".utf8))
             let perToken = try bytesPerToken(model: model, plan: plan, store: store)
