@@ -121,42 +121,6 @@ static inline float sum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-// One block's integer sums for every input, scaled by the activations' block scales, into acc.
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void block_q8_avx2(const uint8_t *row, const uint32_t bits, size_t b, size_t cols, size_t blocks,
-                                 const int8_t *a, const float *d, const size_t inputs, __m256 acc[4]) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i w = unpack_block(row, b, bits);
-    __m256i magnitude = bits == 8 ? _mm256_sign_epi8(w, w) : w;
-    for (size_t i = 0; i < inputs; i++) {
-        __m256i av = _mm256_loadu_si256((const __m256i *)(a + i * cols + b * block));
-        if (bits == 8) av = _mm256_sign_epi8(av, w);
-        __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, av), ones));
-        acc[i] = _mm256_fmadd_ps(sums, _mm256_set1_ps(d[i * blocks + b]), acc[i]);
-    }
-}
-
-// One group's integer sums for every input, scaled by the activations' block scales, added
-// to `total` times the group's weight scale. With one input, blocks alternate between two
-// accumulators so consecutive FMAs do not wait on each other; with more, the inputs' own
-// accumulators are the independent chains (and two sets would not fit the 16 registers).
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void group_q8_avx2(const uint8_t *row, const uint32_t bits, size_t first_block, size_t per_group,
-                                 size_t cols, const int8_t *a, const float *d, const size_t inputs, float s,
-                                 __m256 total[4]) {
-    const size_t blocks = cols / block;
-    __m256 even[4], odd[4];
-    for (size_t i = 0; i < inputs; i++) { even[i] = _mm256_setzero_ps(); odd[i] = _mm256_setzero_ps(); }
-    for (size_t k = 0; k < per_group; k += 2) {  // per_group is 1, 2 or 4
-        size_t b = first_block + k;
-        block_q8_avx2(row, bits, b, cols, blocks, a, d, inputs, even);
-        if (k + 1 < per_group) block_q8_avx2(row, bits, b + 1, cols, blocks, a, d, inputs, inputs == 1 ? odd : even);
-    }
-    __m256 sv = _mm256_set1_ps(s);
-    for (size_t i = 0; i < inputs; i++)
-        total[i] = _mm256_fmadd_ps(sv, inputs == 1 ? _mm256_add_ps(even[i], odd[i]) : even[i], total[i]);
-}
-
 /// Σ_g h[g] · v[g] for `groups` half-precision h and float v, eight at a time.
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline float half_dot(const uint16_t *h, const float *v, size_t groups) {
@@ -169,28 +133,48 @@ static inline float half_dot(const uint16_t *h, const float *v, size_t groups) {
     return sum;
 }
 
-// One weight row against `inputs` (1 to 4, a constant after inlining) activation rows.
-// With one input, groups alternate between two totals (independent chains again); the minimums' term,
-// Σ_g m_g · group_weight[g] with group_weight = Σ_b ds over the group's blocks, is one
-// vector dot per input after the codes (for 8-bit codes plus 128 · Σ_g s_g · group_weight).
+// One block's integer sums for input i, times the block's coefficient (the weight group's
+// scale times the activation block's scale), added to acc.
 __attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void row_q8_avx2(const uint8_t *row, const uint16_t *row_scales, const uint16_t *row_minimums,
-                               const uint32_t bits, size_t groups, size_t per_group, size_t cols,
-                               const int8_t *a, const float *d, const float *group_weight, const size_t inputs,
-                               float *y, size_t ldy) {
-    __m256 even[4], odd[4];
-    for (size_t i = 0; i < inputs; i++) { even[i] = _mm256_setzero_ps(); odd[i] = _mm256_setzero_ps(); }
-    size_t g = 0;
-    for (; g + 2 <= groups; g += 2) {
-        group_q8_avx2(row, bits, g * per_group, per_group, cols, a, d, inputs, _cvtsh_ss(row_scales[g]), even);
-        group_q8_avx2(row, bits, (g + 1) * per_group, per_group, cols, a, d, inputs, _cvtsh_ss(row_scales[g + 1]),
-                      inputs == 1 ? odd : even);
+static inline __m256 block_q8_avx2(__m256i w, __m256i magnitude, const uint32_t bits, const int8_t *activations,
+                                   float scale, float activation_scale, __m256 acc) {
+    __m256i av = _mm256_loadu_si256((const __m256i *)activations);
+    if (bits == 8) av = _mm256_sign_epi8(av, w);
+    __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, av), _mm256_set1_epi16(1)));
+    return _mm256_fmadd_ps(sums, _mm256_set1_ps(scale * activation_scale), acc);
+}
+
+// One weight row against `inputs` (1 to 4, a constant after inlining) activation rows, over
+// the row's blocks in one flat loop: each block's sums are scaled by s_g · d_b and added to
+// one accumulator per input; with one input, even and odd blocks use two accumulators so
+// consecutive FMAs do not wait on each other. `row_scales_f` holds the row's group scales as
+// floats. The minimums' term, Σ_g m_g · group_weight[g] (group_weight = Σ_b ds over the
+// group's blocks), is one vector dot per input afterwards; for 8-bit codes, whose q - 128 is
+// what the integers multiply, plus 128 · Σ_g s_g · group_weight[g].
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void row_q8_avx2(const uint8_t *row, const float *row_scales_f, const uint16_t *row_scales,
+                               const uint16_t *row_minimums, const uint32_t bits, size_t groups, unsigned group_shift,
+                               size_t cols, const int8_t *a, const float *d, const float *group_weight,
+                               const size_t inputs, float *y, size_t ldy) {
+    const size_t blocks = cols / block;
+    __m256 acc[4], odd = _mm256_setzero_ps();
+    for (size_t i = 0; i < inputs; i++) acc[i] = _mm256_setzero_ps();
+    for (size_t b = 0; b < blocks; b++) {
+        __m256i w = unpack_block(row, b, bits);
+        __m256i magnitude = bits == 8 ? _mm256_sign_epi8(w, w) : w;
+        float s = row_scales_f[b >> group_shift];
+        if (inputs == 1 && (b & 1)) {
+            odd = block_q8_avx2(w, magnitude, bits, a + b * block, s, d[b], odd);
+        } else {
+            for (size_t i = 0; i < inputs; i++)
+                acc[i] = block_q8_avx2(w, magnitude, bits, a + i * cols + b * block, s, d[i * blocks + b], acc[i]);
+        }
     }
-    if (g < groups) group_q8_avx2(row, bits, g * per_group, per_group, cols, a, d, inputs, _cvtsh_ss(row_scales[g]), even);
+    if (inputs == 1) acc[0] = _mm256_add_ps(acc[0], odd);
     for (size_t i = 0; i < inputs; i++) {
         float minimum_term = half_dot(row_minimums, group_weight + i * groups, groups);
         if (bits == 8) minimum_term += 128.0f * half_dot(row_scales, group_weight + i * groups, groups);
-        y[i * ldy] = sum8(_mm256_add_ps(even[i], odd[i])) + minimum_term;
+        y[i * ldy] = sum8(acc[i]) + minimum_term;
     }
 }
 
@@ -198,22 +182,24 @@ __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void matmul_q8_avx2_bits(const uint32_t *packed, const uint16_t *scales, const uint16_t *minimums,
                                        const uint32_t bits, size_t group_size, size_t cols, size_t row_start,
                                        size_t row_count, const int8_t *a, const float *d, const float *group_weight,
-                                       size_t n, float *y, size_t ldy) {
-    size_t groups = cols / group_size, per_group = group_size / block, blocks = cols / block;
+                                       float *row_scales_f, size_t n, float *y, size_t ldy) {
+    size_t groups = cols / group_size, blocks = cols / block;
+    unsigned group_shift = group_size == 32 ? 0 : group_size == 64 ? 1 : group_size == 128 ? 2 : 3;
     size_t row_bytes = cols * bits / 8;
     for (size_t k = 0; k < row_count; k++) {
         size_t r = row_start + k;
         const uint8_t *row = (const uint8_t *)packed + r * row_bytes;
         const uint16_t *rs = scales + r * groups, *rm = minimums + r * groups;
+        moe_f16_to_f32(rs, row_scales_f, groups);
         for (size_t i0 = 0; i0 < n; i0 += 4) {
             const int8_t *ai = a + i0 * cols;
             const float *di = d + i0 * blocks, *gi = group_weight + i0 * groups;
             float *yi = y + i0 * ldy + k;
             switch (n - i0 < 4 ? n - i0 : 4) {  // a constant input count in each copy
-            case 1: row_q8_avx2(row, rs, rm, bits, groups, per_group, cols, ai, di, gi, 1, yi, ldy); break;
-            case 2: row_q8_avx2(row, rs, rm, bits, groups, per_group, cols, ai, di, gi, 2, yi, ldy); break;
-            case 3: row_q8_avx2(row, rs, rm, bits, groups, per_group, cols, ai, di, gi, 3, yi, ldy); break;
-            default: row_q8_avx2(row, rs, rm, bits, groups, per_group, cols, ai, di, gi, 4, yi, ldy); break;
+            case 1: row_q8_avx2(row, row_scales_f, rs, rm, bits, groups, group_shift, cols, ai, di, gi, 1, yi, ldy); break;
+            case 2: row_q8_avx2(row, row_scales_f, rs, rm, bits, groups, group_shift, cols, ai, di, gi, 2, yi, ldy); break;
+            case 3: row_q8_avx2(row, row_scales_f, rs, rm, bits, groups, group_shift, cols, ai, di, gi, 3, yi, ldy); break;
+            default: row_q8_avx2(row, row_scales_f, rs, rm, bits, groups, group_shift, cols, ai, di, gi, 4, yi, ldy); break;
             }
         }
     }
@@ -224,9 +210,12 @@ static void matmul_q8_avx2(const uint32_t *packed, const uint16_t *scales, const
                            size_t group_size, size_t cols, size_t row_start, size_t row_count, const int8_t *a,
                            const float *d, const float *ds, size_t n, float *y, size_t ldy) {
     size_t groups = cols / group_size, per_group = group_size / block, blocks = cols / block;
-    float stack[256];
-    float *group_weight = n * groups <= 256 ? stack : malloc(n * groups * sizeof(float));
-    if (!group_weight) abort();
+    // Scratch: the minimums' coefficients of every input, then one row's scales as floats.
+    float stack[512];
+    size_t needed = n * groups + groups;
+    float *scratch = needed <= 512 ? stack : malloc(needed * sizeof(float));
+    if (!scratch) abort();
+    float *group_weight = scratch, *row_scales_f = scratch + n * groups;
     for (size_t i = 0; i < n; i++)
         for (size_t g = 0; g < groups; g++) {
             float w = 0;
@@ -234,11 +223,11 @@ static void matmul_q8_avx2(const uint32_t *packed, const uint16_t *scales, const
             group_weight[i * groups + g] = w;
         }
     switch (bits) {  // one specialised copy per width
-    case 2: matmul_q8_avx2_bits(packed, scales, minimums, 2, group_size, cols, row_start, row_count, a, d, group_weight, n, y, ldy); break;
-    case 4: matmul_q8_avx2_bits(packed, scales, minimums, 4, group_size, cols, row_start, row_count, a, d, group_weight, n, y, ldy); break;
-    default: matmul_q8_avx2_bits(packed, scales, minimums, 8, group_size, cols, row_start, row_count, a, d, group_weight, n, y, ldy); break;
+    case 2: matmul_q8_avx2_bits(packed, scales, minimums, 2, group_size, cols, row_start, row_count, a, d, group_weight, row_scales_f, n, y, ldy); break;
+    case 4: matmul_q8_avx2_bits(packed, scales, minimums, 4, group_size, cols, row_start, row_count, a, d, group_weight, row_scales_f, n, y, ldy); break;
+    default: matmul_q8_avx2_bits(packed, scales, minimums, 8, group_size, cols, row_start, row_count, a, d, group_weight, row_scales_f, n, y, ldy); break;
     }
-    if (group_weight != stack) free(group_weight);
+    if (scratch != stack) free(scratch);
 }
 
 void moe_quant_matmul_q8(const uint32_t *packed, const uint16_t *scales, const uint16_t *minimums,
