@@ -146,8 +146,8 @@ static inline __m256 block_q8_avx2(__m256i w, __m256i magnitude, const uint32_t 
 
 // One weight row against `inputs` (1 to 4, a constant after inlining) activation rows, over
 // the row's blocks in one flat loop: each block's sums are scaled by s_g · d_b and added to
-// one accumulator per input; with one input, even and odd blocks use two accumulators so
-// consecutive FMAs do not wait on each other. `row_scales_f` holds the row's group scales as
+// two accumulators per input, even and odd blocks, so consecutive FMAs do not wait on each
+// other (every input the same way, so a result does not depend on how many share the call). `row_scales_f` holds the row's group scales as
 // floats. The minimums' term, Σ_g m_g · group_weight[g] (group_weight = Σ_b ds over the
 // group's blocks), is one vector dot per input afterwards; for 8-bit codes, whose q - 128 is
 // what the integers multiply, plus 128 · Σ_g s_g · group_weight[g].
@@ -157,20 +157,20 @@ static inline void row_q8_avx2(const uint8_t *row, const float *row_scales_f, co
                                size_t cols, const int8_t *a, const float *d, const float *group_weight,
                                const size_t inputs, float *y, size_t ldy) {
     const size_t blocks = cols / block;
-    __m256 acc[4], odd = _mm256_setzero_ps();
-    for (size_t i = 0; i < inputs; i++) acc[i] = _mm256_setzero_ps();
+    __m256 even[4], odd[4];
+    for (size_t i = 0; i < inputs; i++) { even[i] = _mm256_setzero_ps(); odd[i] = _mm256_setzero_ps(); }
     for (size_t b = 0; b < blocks; b++) {
         __m256i w = unpack_block(row, b, bits);
         __m256i magnitude = bits == 8 ? _mm256_sign_epi8(w, w) : w;
         float s = row_scales_f[b >> group_shift];
-        if (inputs == 1 && (b & 1)) {
-            odd = block_q8_avx2(w, magnitude, bits, a + b * block, s, d[b], odd);
-        } else {
-            for (size_t i = 0; i < inputs; i++)
-                acc[i] = block_q8_avx2(w, magnitude, bits, a + i * cols + b * block, s, d[i * blocks + b], acc[i]);
+        for (size_t i = 0; i < inputs; i++) {
+            const int8_t *ab = a + i * cols + b * block;
+            if (b & 1) odd[i] = block_q8_avx2(w, magnitude, bits, ab, s, d[i * blocks + b], odd[i]);
+            else even[i] = block_q8_avx2(w, magnitude, bits, ab, s, d[i * blocks + b], even[i]);
         }
     }
-    if (inputs == 1) acc[0] = _mm256_add_ps(acc[0], odd);
+    __m256 acc[4];
+    for (size_t i = 0; i < inputs; i++) acc[i] = _mm256_add_ps(even[i], odd[i]);
     for (size_t i = 0; i < inputs; i++) {
         float minimum_term = half_dot(row_minimums, group_weight + i * groups, groups);
         if (bits == 8) minimum_term += 128.0f * half_dot(row_scales, group_weight + i * groups, groups);
