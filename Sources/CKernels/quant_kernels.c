@@ -2,6 +2,7 @@
 #include "ckernels.h"
 
 #include <immintrin.h>
+#include "kernel_helpers.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,12 +12,6 @@
 // per call and shared by every row.
 
 // ---- portable scalar paths -------------------------------------------------
-
-static inline float half_to_float(uint16_t h) {
-    float f;
-    moe_f16_to_f32(&h, &f, 1);
-    return f;
-}
 
 /// Code k of a row that starts on a word boundary. A 3-bit code may straddle two words;
 /// no code reads past the row's last word, because rows end on a word boundary.
@@ -98,14 +93,6 @@ __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline __m256i lane_shifts(uint32_t bits) {
     return _mm256_setr_epi32(0, (int)bits, (int)(2 * bits), (int)(3 * bits), (int)(4 * bits), (int)(5 * bits),
                              (int)(6 * bits), (int)(7 * bits));
-}
-
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline float horizontal_sum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_hadd_ps(s, s);
-    s = _mm_hadd_ps(s, s);
-    return _mm_cvtss_f32(s);
 }
 
 // 3-bit codes do not split into whole bytes, so each chunk of eight codes (3 bytes) takes the

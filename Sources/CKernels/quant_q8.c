@@ -2,6 +2,7 @@
 #include "ckernels.h"
 
 #include <immintrin.h>
+#include "kernel_helpers.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,12 +49,6 @@ void moe_q8_quantize_activations(const float *x, size_t n, size_t cols, uint32_t
 
 // ---- portable path ----------------------------------------------------------
 
-static inline float half_bits_to_float(uint16_t h) {
-    float f;
-    moe_f16_to_f32(&h, &f, 1);
-    return f;
-}
-
 static inline uint32_t code_of(const uint8_t *row, size_t c, uint32_t bits) {
     size_t bit = c * bits;
     return (uint32_t)(row[bit / 8] >> (bit % 8)) & ((1u << bits) - 1u);  // 2, 4, 8 bits never straddle bytes
@@ -80,7 +75,7 @@ void moe_quant_matmul_q8_portable(const uint32_t *packed, const uint16_t *scales
                     dot += d[i * blocks + b] * (float)sum;
                     minimum_weight += ds[i * blocks + b];
                 }
-                total += half_bits_to_float(scales[r * groups + g]) * dot + half_bits_to_float(minimums[r * groups + g]) * minimum_weight;
+                total += half_to_float(scales[r * groups + g]) * dot + half_to_float(minimums[r * groups + g]) * minimum_weight;
             }
             y[i * ldy + k] = total;
         }
@@ -113,14 +108,6 @@ static inline __m256i unpack_block(const uint8_t *row, size_t b, const uint32_t 
     return _mm256_and_si256(lanes, _mm256_set1_epi8(0x03));
 }
 
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline float sum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_hadd_ps(s, s);
-    s = _mm_hadd_ps(s, s);
-    return _mm_cvtss_f32(s);
-}
-
 /// Σ_g h[g] · v[g] for `groups` half-precision h and float v, eight at a time.
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline float half_dot(const uint16_t *h, const float *v, size_t groups) {
@@ -128,7 +115,7 @@ static inline float half_dot(const uint16_t *h, const float *v, size_t groups) {
     size_t g = 0;
     for (; g + 8 <= groups; g += 8)
         acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + g))), _mm256_loadu_ps(v + g), acc);
-    float sum = sum8(acc);
+    float sum = horizontal_sum(acc);
     for (; g < groups; g++) sum += _cvtsh_ss(h[g]) * v[g];
     return sum;
 }
@@ -174,7 +161,7 @@ static inline void row_q8_avx2(const uint8_t *row, const float *row_scales_f, co
     for (size_t i = 0; i < inputs; i++) {
         float minimum_term = half_dot(row_minimums, group_weight + i * groups, groups);
         if (bits == 8) minimum_term += 128.0f * half_dot(row_scales, group_weight + i * groups, groups);
-        y[i * ldy] = sum8(acc[i]) + minimum_term;
+        y[i * ldy] = horizontal_sum(acc[i]) + minimum_term;
     }
 }
 
