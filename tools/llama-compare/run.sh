@@ -323,6 +323,7 @@ for r in $(seq 1 "$rounds"); do
     begin "round $r"
     d="$run_dir/round-$r"
     mkdir -p "$d"
+    cut -d' ' -f1 /proc/loadavg > "$d/load-start.txt" # other work on the machine moves the numbers
     "$readbw" --threads "$threads" --json > "$d/readbw.json"
     log "$(cat "$d/readbw.json")"
     for shape in "${shapes[@]}"; do
@@ -343,6 +344,7 @@ for r in $(seq 1 "$rounds"); do
             log "$shape $format/$plan done"
         done
     done
+    cut -d' ' -f1 /proc/loadavg > "$d/load-end.txt"
     end "measured"
 done
 
@@ -354,7 +356,15 @@ begin "table"
     echo "threads=$threads"
     echo "rounds=$rounds"
     echo "isa=${enabled[*]}"
-    echo "moekit=$(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown) ($moekit)"
+    # The binary's own tree (it may be another checkout than this script's), and whether that
+    # tree had uncommitted changes to tracked files when the run ended.
+    bin_dir="$(dirname "$moekit")"
+    if sha="$(git -C "$bin_dir" rev-parse --short HEAD 2>/dev/null)"; then
+        [ -z "$(git -C "$bin_dir" status --porcelain --untracked-files=no 2>/dev/null)" ] || sha="$sha + uncommitted changes"
+    else
+        sha="unknown tree"
+    fi
+    echo "moekit=$moekit, built $(stat -c %y "$moekit" | cut -d. -f1) from $sha"
     echo "llama_cpp_python=$(basename "$(dirname "$(dirname "$src")")")"
 } > "$run_dir/meta.txt"
 PYTHONPATH="$src/gguf-py" "$py" "$here/table.py" --run "$run_dir" --gguf "$gguf_dir" \

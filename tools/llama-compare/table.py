@@ -89,23 +89,34 @@ def main():
             key, _, value = line.rstrip("\n").partition("=")
             meta[key] = value
 
-    bandwidths = []
+    bandwidths, round_lines = [], []
     for r in rounds:
         bw = load(os.path.join(r, "readbw.json"))
         if bw:
             bandwidths.append(bw["best_gbps"])
+        loads = []
+        for name in ("load-start.txt", "load-end.txt"):
+            try:
+                loads.append(open(os.path.join(r, name)).read().strip())
+            except OSError:
+                loads.append("?")
+        round_lines.append(f"{os.path.basename(r)}: read bandwidth {bw['best_gbps']:.1f} GB/s, "
+                           f"1-minute load average {loads[0]} at the start, {loads[1]} at the end"
+                           if bw else f"{os.path.basename(r)}: no bandwidth measured")
     bandwidth = median(bandwidths)
 
     pp, tg = f"pp{args.prompt}", f"tg{args.gen}"
     out = ["# MoEKit vs llama.cpp", ""]
     out.append(f"CPU {meta.get('cpu', '?')}, {meta.get('threads', '?')} threads, {len(rounds)} interleaved rounds "
                f"(medians), each test repeated 3 times per round. llama.cpp from {meta.get('llama_cpp_python', '?')}, "
-               f"built with {meta.get('isa', '?')}; MoEKit {meta.get('moekit', '?')}.")
+               f"built with {meta.get('isa', '?')}; MoEKit: {meta.get('moekit', '?')}.")
     if bandwidth is not None:
         spread = f"{min(bandwidths):.1f}-{max(bandwidths):.1f}"
         out.append(f"Read bandwidth {bandwidth:.1f} GB/s (median of the rounds' best passes, {spread}); "
                    "bound = bandwidth / bytes read per generated token.")
     out.append("Random weights: the speeds depend on shapes and formats, not on what the model says.")
+    out.append("")
+    out.extend(f"- {line}" for line in round_lines)
     out.append("")
 
     for shape in args.shapes.split():
