@@ -163,6 +163,15 @@ if [ ! -x "$moekit" ]; then
 fi
 mkdir -p "$work/bin"
 cp "$moekit" "$work/bin/moekit.tmp" && mv "$work/bin/moekit.tmp" "$work/bin/moekit"
+# What was copied: the binary's own tree (it may be another checkout than this script's) and
+# whether that tree had uncommitted changes to tracked files at the time.
+bin_dir="$(dirname "$moekit")"
+if sha="$(git -C "$bin_dir" rev-parse --short HEAD 2>/dev/null)"; then
+    [ -z "$(git -C "$bin_dir" status --porcelain --untracked-files=no 2>/dev/null)" ] || sha="$sha + uncommitted changes"
+else
+    sha="unknown tree"
+fi
+moekit_info="$moekit, built $(stat -c %y "$moekit" | cut -d. -f1) in a tree at $sha"
 mk="$work/bin/moekit"
 moekit_thread_flag=()
 if "$mk" bench --help 2>&1 | grep -q -- '--threads'; then
@@ -170,7 +179,7 @@ if "$mk" bench --help 2>&1 | grep -q -- '--threads'; then
 else
     log "moekit bench has no --threads: it runs with its default thread count"
 fi
-end "copied $(stat -c %y "$moekit" | cut -d. -f1)"
+end "copied ($moekit_info)"
 
 # The checkpoint writer, built in the work folder (it depends on nothing but Foundation).
 begin "make-checkpoint build"
@@ -356,15 +365,7 @@ begin "table"
     echo "threads=$threads"
     echo "rounds=$rounds"
     echo "isa=${enabled[*]}"
-    # The binary's own tree (it may be another checkout than this script's), and whether that
-    # tree had uncommitted changes to tracked files when the run ended.
-    bin_dir="$(dirname "$moekit")"
-    if sha="$(git -C "$bin_dir" rev-parse --short HEAD 2>/dev/null)"; then
-        [ -z "$(git -C "$bin_dir" status --porcelain --untracked-files=no 2>/dev/null)" ] || sha="$sha + uncommitted changes"
-    else
-        sha="unknown tree"
-    fi
-    echo "moekit=$moekit, built $(stat -c %y "$moekit" | cut -d. -f1) from $sha"
+    echo "moekit=$moekit_info"
     echo "llama_cpp_python=$(basename "$(dirname "$(dirname "$src")")")"
 } > "$run_dir/meta.txt"
 PYTHONPATH="$src/gguf-py" "$py" "$here/table.py" --run "$run_dir" --gguf "$gguf_dir" \

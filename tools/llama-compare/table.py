@@ -69,6 +69,10 @@ def fmt_ratio(a, b):
     return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 
 
+def fmt_range(values):
+    return f"{min(values):.1f}-{max(values):.1f}" if values else "-"
+
+
 def fmt_mb(x):
     return "-" if x is None else f"{x / 1e6:.1f} MB"
 
@@ -150,12 +154,14 @@ def main():
                        f"| {fmt_rate(mtg)} | {fmt_rate(ltg)} | {fmt_ratio(mtg, ltg)} "
                        f"| {fmt_mb(mb)} | {fmt_mb(g_bytes)} | {fmt_rate(m_bound)} | {fmt_rate(l_bound)} "
                        f"| {fmt_ratio(mtg, m_bound)} | {fmt_ratio(ltg, l_bound)} |")
-            sizes.append((plan, label, median(m_weights), g_file, len(m_tg), len(l_tg)))
+            sizes.append((plan, label, median(m_weights), g_file, m_tg, l_tg))
         out.append("")
-        out.append("| format (MoEKit / GGUF) | MoEKit weights (dense + experts) | GGUF file | rounds measured (MoEKit, llama) |")
-        out.append("|---|---:|---:|---:|")
-        for plan, label, mw, gf, nm, nl in sizes:
-            out.append(f"| {plan} / {label} | {fmt_mb(mw)} | {fmt_mb(gf)} | {nm}, {nl} |")
+        out.append(f"| format (MoEKit / GGUF) | MoEKit weights (dense + experts) | GGUF file "
+                   f"| MoEKit {tg} over rounds | llama {tg} over rounds | rounds measured (MoEKit, llama) |")
+        out.append("|---|---:|---:|---:|---:|---:|")
+        for plan, label, mw, gf, mt, lt in sizes:
+            out.append(f"| {plan} / {label} | {fmt_mb(mw)} | {fmt_mb(gf)} | {fmt_range(mt)} | {fmt_range(lt)} "
+                       f"| {len(mt)}, {len(lt)} |")
         out.append("")
     print("\n".join(out))
 
