@@ -8,10 +8,15 @@
 //     .build/release/make-checkpoint --out DIR [--layers 8] [--hidden 2048] [--experts 128]
 //         [--expert-intermediate 768] [--top-k 8] [--heads 32] [--kv-heads 4] [--head-dim 128]
 //         [--intermediate 3*hidden] [--seed 1] [--tokenizer-from models/moekit-tiny]
+//         [--vocabulary N]
 //
 // The defaults are Qwen3-30B-A3B's layer shape. Shards: `model-00001-of-N` holds the
 // embedding, the final norm and the output head; shard l+2 holds decoder layer l.
 // The tokenizer (and the vocabulary size, bos/eos/pad ids) come from `--tokenizer-from`.
+// `--vocabulary N` makes the embedding and output head N rows instead (N at least the
+// tokenizer's size; config.json says N, the tokenizer stays as it is, ids past it are never
+// produced), so a benchmark can have a real model's vocabulary-sized head without a tokenizer
+// of that size; llama.cpp's converter pads such a vocabulary with [PAD] tokens.
 //
 // Values: a counter-based splitmix64 stream per (tensor, 64Ki-element block), so the output
 // does not depend on thread count or order; each value is the sum of four 16-bit uniforms
@@ -34,6 +39,7 @@ struct Options {
     var intermediate: Int?
     var seed: UInt64 = 1
     var tokenizerFrom: String?
+    var vocabulary: Int?
 
     init(_ arguments: [String]) {
         func fail(_ message: String) -> Never {
@@ -44,7 +50,7 @@ struct Options {
         while i < arguments.count {
             let flag = arguments[i]
             if flag == "--help" || flag == "-h" {
-                print("usage: make-checkpoint --out DIR [--layers 8] [--hidden 2048] [--experts 128] [--expert-intermediate 768] [--top-k 8] [--heads 32] [--kv-heads 4] [--head-dim 128] [--intermediate N] [--seed 1] [--tokenizer-from DIR]")
+                print("usage: make-checkpoint --out DIR [--layers 8] [--hidden 2048] [--experts 128] [--expert-intermediate 768] [--top-k 8] [--heads 32] [--kv-heads 4] [--head-dim 128] [--intermediate N] [--seed 1] [--tokenizer-from DIR] [--vocabulary N]")
                 exit(0)
             }
             guard i + 1 < arguments.count else { fail("\(flag) needs a value") }
@@ -66,6 +72,7 @@ struct Options {
             case "--intermediate": intermediate = int()
             case "--seed": seed = UInt64(value) ?? { fail("--seed needs an unsigned integer") }()
             case "--tokenizer-from": tokenizerFrom = value
+            case "--vocabulary": vocabulary = int()
             default: fail("unknown argument \(flag)")
             }
             i += 2
@@ -220,9 +227,13 @@ func tokenizerFolder() -> URL {
 let source = tokenizerFolder()
 guard let sourceConfigData = fm.contents(atPath: source.appendingPathComponent("config.json").path),
       let sourceConfig = (try? JSONSerialization.jsonObject(with: sourceConfigData)) as? [String: Any],
-      let vocab = sourceConfig["vocab_size"] as? Int else {
+      let tokenizerVocab = sourceConfig["vocab_size"] as? Int else {
     fail("cannot read vocab_size from \(source.path)/config.json")
 }
+if let n = options.vocabulary, n < tokenizerVocab {
+    fail("--vocabulary \(n) is smaller than the tokenizer's \(tokenizerVocab) tokens")
+}
+let vocab = options.vocabulary ?? tokenizerVocab
 func jsonValue(_ key: String) -> String {
     guard let value = sourceConfig[key], !(value is NSNull) else { return "null" }
     if let n = value as? Int { return String(n) }
