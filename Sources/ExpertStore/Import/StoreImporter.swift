@@ -148,6 +148,11 @@ public struct StoreImporter {
         let descriptionJSON = Array(try encoder.encode(description))
         return try store.environment.write { txn in
             let meta = store.meta
+            // Another import racing on this store may have written the metadata first (LMDB ran
+            // its transaction before ours) and committed layers since: writing our empty import
+            // record over its record would forget them. Leave everything to it; the layer loop
+            // re-reads the record (and checks the fingerprint) in each of its transactions.
+            if try txn.get(meta, Array(StoreSchema.MetaKey.importState.utf8)) != nil { return 0 }
             try withUnsafeBytes(of: StoreSchema.formatVersion.littleEndian) { try txn.put(meta, Array(StoreSchema.MetaKey.format.utf8), $0) }
             try txn.put(meta, Array(StoreSchema.MetaKey.description.utf8), descriptionJSON)
             try txn.put(meta, Array(StoreSchema.MetaKey.fingerprint.utf8), Array(state.fingerprint.utf8))
