@@ -43,6 +43,9 @@ mkdir -p "$work"
 work="$(cd "$work" && pwd)"
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# One run per work folder: two at once would share files and, worse, each other's cores.
+exec 9> "$work/.run.lock"
+flock -n 9 || die "another run.sh is using $work (lock $work/.run.lock); wait for it or pass another --work"
 
 # Stage timings of this run: "stage<TAB>seconds<TAB>what happened".
 timings="$work/timings-this-run.tsv"
