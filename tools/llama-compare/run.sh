@@ -199,8 +199,10 @@ end "built or up to date"
 shapes=(mid)
 [ "$skip_tiny" = 1 ] || shapes+=(tiny)
 mid_args=(--layers 12 --hidden 1024 --experts 64 --expert-intermediate 384 --top-k 8
-    --heads 16 --kv-heads 4 --head-dim 64 --intermediate 3072 --vocabulary 49152 --seed 1
-    --tokenizer-from "$repo/models/moekit-tiny")
+    --heads 16 --kv-heads 4 --head-dim 64 --intermediate 3072 --vocabulary 49152 --seed 1)
+tokenizer="$repo/models/moekit-tiny"
+# What the checkpoint is made from, independent of where this checkout lies.
+mid_stamp="${mid_args[*]} tokenizer $(cat "$tokenizer/tokenizer.json" "$tokenizer/config.json" | sha256sum | cut -c1-16)"
 checkpoint() { # shape -> folder
     case "$1" in
         mid) echo "$work/checkpoints/mid" ;;
@@ -209,12 +211,12 @@ checkpoint() { # shape -> folder
 }
 begin "checkpoint mid"
 mid="$(checkpoint mid)"
-if [ -f "$mid/.complete" ] && [ "$(cat "$mid/.complete")" = "${mid_args[*]}" ]; then
+if [ -f "$mid/.complete" ] && [ "$(cat "$mid/.complete")" = "$mid_stamp" ]; then
     end "reused"
 else
     rm -rf "$mid"
-    nice -n 10 "$make_checkpoint" --out "$mid" "${mid_args[@]}" >&2
-    printf '%s' "${mid_args[*]}" > "$mid/.complete"
+    nice -n 10 "$make_checkpoint" --out "$mid" "${mid_args[@]}" --tokenizer-from "$tokenizer" >&2
+    printf '%s' "$mid_stamp" > "$mid/.complete"
     end "written"
 fi
 
