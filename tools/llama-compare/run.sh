@@ -209,12 +209,16 @@ checkpoint() { # shape -> folder
         tiny) echo "$repo/models/moekit-tiny" ;;
     esac
 }
+gguf_dir="$work/gguf"
+stores="$work/stores"
 begin "checkpoint mid"
 mid="$(checkpoint mid)"
 if [ -f "$mid/.complete" ] && [ "$(cat "$mid/.complete")" = "$mid_stamp" ]; then
     end "reused"
 else
-    rm -rf "$mid"
+    # A new checkpoint: what was made from an earlier one is stale.
+    rm -rf "$mid" "$stores/mid.store" "$stores/mid.imported"
+    rm -f "$gguf_dir"/mid-*.gguf
     nice -n 10 "$make_checkpoint" --out "$mid" "${mid_args[@]}" --tokenizer-from "$tokenizer" >&2
     printf '%s' "$mid_stamp" > "$mid/.complete"
     end "written"
@@ -256,7 +260,6 @@ plan_for() {
         bf16) echo full ;; q8_0) echo q8g64 ;; q4_0) echo q4g32 ;; q4_k_m) echo q4g64 ;;
     esac
 }
-gguf_dir="$work/gguf"
 mkdir -p "$gguf_dir"
 for shape in "${shapes[@]}"; do
     begin "gguf $shape"
@@ -285,7 +288,6 @@ done
 # ---------------------------------------------------------------------------------------------
 # 7. MoEKit stores: import, a routing profile (slim needs one; with --keep 1 and uniform bits it
 # only quantizes), and plans of the GGUF files' bits, dense weights quantized too.
-stores="$work/stores"
 mkdir -p "$stores"
 plan_args() {
     case "$1" in
