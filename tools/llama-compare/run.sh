@@ -43,6 +43,9 @@ mkdir -p "$work"
 work="$(cd "$work" && pwd)"
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# One run per work folder: two at once would share files and, worse, each other's cores.
+exec 9> "$work/.run.lock"
+flock -n 9 || die "another run.sh is using $work (lock $work/.run.lock); wait for it or pass another --work"
 
 # Stage timings of this run: "stage<TAB>seconds<TAB>what happened".
 timings="$work/timings-this-run.tsv"
@@ -196,22 +199,28 @@ end "built or up to date"
 shapes=(mid)
 [ "$skip_tiny" = 1 ] || shapes+=(tiny)
 mid_args=(--layers 12 --hidden 1024 --experts 64 --expert-intermediate 384 --top-k 8
-    --heads 16 --kv-heads 4 --head-dim 64 --intermediate 3072 --vocabulary 49152 --seed 1
-    --tokenizer-from "$repo/models/moekit-tiny")
+    --heads 16 --kv-heads 4 --head-dim 64 --intermediate 3072 --vocabulary 49152 --seed 1)
+tokenizer="$repo/models/moekit-tiny"
+# What the checkpoint is made from, independent of where this checkout lies.
+mid_stamp="${mid_args[*]} tokenizer $(cat "$tokenizer/tokenizer.json" "$tokenizer/config.json" | sha256sum | cut -c1-16)"
 checkpoint() { # shape -> folder
     case "$1" in
         mid) echo "$work/checkpoints/mid" ;;
         tiny) echo "$repo/models/moekit-tiny" ;;
     esac
 }
+gguf_dir="$work/gguf"
+stores="$work/stores"
 begin "checkpoint mid"
 mid="$(checkpoint mid)"
-if [ -f "$mid/.complete" ] && [ "$(cat "$mid/.complete")" = "${mid_args[*]}" ]; then
+if [ -f "$mid/.complete" ] && [ "$(cat "$mid/.complete")" = "$mid_stamp" ]; then
     end "reused"
 else
-    rm -rf "$mid"
-    nice -n 10 "$make_checkpoint" --out "$mid" "${mid_args[@]}" >&2
-    printf '%s' "${mid_args[*]}" > "$mid/.complete"
+    # A new checkpoint: what was made from an earlier one is stale.
+    rm -rf "$mid" "$stores/mid.store" "$stores/mid.imported"
+    rm -f "$gguf_dir"/mid-*.gguf
+    nice -n 10 "$make_checkpoint" --out "$mid" "${mid_args[@]}" --tokenizer-from "$tokenizer" >&2
+    printf '%s' "$mid_stamp" > "$mid/.complete"
     end "written"
 fi
 
@@ -251,7 +260,6 @@ plan_for() {
         bf16) echo full ;; q8_0) echo q8g64 ;; q4_0) echo q4g32 ;; q4_k_m) echo q4g64 ;;
     esac
 }
-gguf_dir="$work/gguf"
 mkdir -p "$gguf_dir"
 for shape in "${shapes[@]}"; do
     begin "gguf $shape"
@@ -280,7 +288,6 @@ done
 # ---------------------------------------------------------------------------------------------
 # 7. MoEKit stores: import, a routing profile (slim needs one; with --keep 1 and uniform bits it
 # only quantizes), and plans of the GGUF files' bits, dense weights quantized too.
-stores="$work/stores"
 mkdir -p "$stores"
 plan_args() {
     case "$1" in
