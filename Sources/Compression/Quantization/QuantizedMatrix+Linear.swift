@@ -80,26 +80,17 @@ extension QuantizedMatrix {
         precondition(x.columns == columns, "linear: input has \(x.columns) features, weight expects \(columns)")
         var out = Matrix(zeros: x.rows, rows)
         guard x.rows > 0, rows > 0, columns > 0 else { return out }
-        let parts = ComputePool.splitsBLAS ? Swift.min(ComputePool.threads, Swift.max(1, rows / 16)) : 1
-        let blocks = Swift.max(parts, (rows + maximumBlockRows - 1) / maximumBlockRows)
-        let height = (rows + blocks - 1) / blocks
         let (rows, columns, bits, groupSize) = (self.rows, self.columns, UInt32(self.bits), self.groupSize)
         withStorage { packed, scales, minimums in
             x.values.withUnsafeBufferPointer { xp in
                 out.values.withUnsafeMutableBufferPointer { op in
-                    // Each part dequantizes into its own scratch and writes only its own columns.
+                    // Each tile is dequantized into its part's scratch and written to its own columns.
                     nonisolated(unsafe) let (p, s, m, input, output) = (packed, scales, minimums, xp.baseAddress!, op.baseAddress!)
-                    ComputePool.forEach(parts) { part in
-                        var scratch = [Float](repeating: 0, count: height * columns)
-                        scratch.withUnsafeMutableBufferPointer { sp in
-                            for start in stride(from: part * height, to: rows, by: parts * height) {
-                                let count = Swift.min(height, rows - start)
-                                moe_quant_dequantize_rows(p, s, m, bits, groupSize, columns, start, count, sp.baseAddress)
-                                // out[:, start ..< start+count] = x · blockᵀ, written in place through the stride.
-                                LinearAlgebra.linear(input, count: x.rows, sp.baseAddress!, rows: count, columns: columns,
-                                                     into: output + start, stride: rows)
-                            }
-                        }
+                    ComputePool.forEachTile(rows: rows, columns: columns, maximumRows: maximumBlockRows) { scratch, tile in
+                        moe_quant_dequantize_rows(p, s, m, bits, groupSize, columns, tile.lowerBound, tile.count, scratch)
+                        // out[:, tile] = x · tileᵀ, written in place through the stride.
+                        LinearAlgebra.linear(input, count: x.rows, scratch, rows: tile.count, columns: columns,
+                                             into: output + tile.lowerBound, stride: rows)
                     }
                 }
             }

@@ -67,6 +67,26 @@ public enum ComputePool {
         }
     }
 
+    /// For products that expand a tile of weight rows into an f32 scratch and hand it to sgemm
+    /// (widened BF16, dequantized codes): cuts `rows` into tiles of at most `maximumRows`,
+    /// at least one per part when the pool splits sgemm, and deals them out to the parts.
+    /// `body(scratch, tile)` runs for each tile, in order within a part, with a scratch of
+    /// `tileRows · columns` floats that each part allocates once.
+    public static func forEachTile(rows: Int, columns: Int, maximumRows: Int,
+                                   _ body: (UnsafeMutablePointer<Float>, Range<Int>) -> Void) {
+        let parts = splitsBLAS ? min(threads, max(1, rows / 16)) : 1
+        let tiles = max(parts, (rows + maximumRows - 1) / maximumRows)
+        let tileRows = (rows + tiles - 1) / tiles
+        forEach(parts) { part in
+            var scratch = [Float](repeating: 0, count: tileRows * columns)
+            scratch.withUnsafeMutableBufferPointer { s in
+                for start in stride(from: part * tileRows, to: rows, by: parts * tileRows) {
+                    body(s.baseAddress!, start..<min(rows, start + tileRows))
+                }
+            }
+        }
+    }
+
     /// Splits `rows` output rows into `parts` contiguous ranges and runs `body` on each.
     public static func forEachRange(rows: Int, parts: Int, _ body: (Range<Int>) -> Void) {
         let chunk = (rows + parts - 1) / max(parts, 1)

@@ -76,25 +76,14 @@ public struct HalfMatrix: LinearWeight, @unchecked Sendable {
         }
     }
 
-    /// Many input rows: widen a block of weight rows at a time and multiply it with sgemm.
-    /// When the pool splits sgemm, blocks run side by side, each part widening into its own
-    /// scratch; there are at least as many blocks as parts.
+    /// Many input rows: widen a tile of weight rows at a time and multiply it with sgemm; tiles
+    /// run side by side when the pool splits sgemm.
     private func widenedProduct(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>) {
-        let parts = ComputePool.splitsBLAS ? Swift.min(ComputePool.threads, Swift.max(1, rows / 16)) : 1
-        let limit = Swift.max(8, Self.scratchFloats / Swift.max(columns, 1))
-        let blocks = Swift.max(parts, (rows + limit - 1) / limit)
-        let height = (rows + blocks - 1) / blocks
         nonisolated(unsafe) let (input, output) = (x, y)
         let (rows, columns) = (self.rows, self.columns)
-        ComputePool.forEach(parts) { part in
-            var scratch = [Float](repeating: 0, count: height * columns)
-            scratch.withUnsafeMutableBufferPointer { s in
-                for start in stride(from: part * height, to: rows, by: parts * height) {
-                    let n = Swift.min(height, rows - start)
-                    widen(rows: start..<(start + n), into: s.baseAddress!)
-                    LinearAlgebra.sgemm(input, count: count, s.baseAddress!, rows: n, columns: columns, into: output + start, stride: rows)
-                }
-            }
+        ComputePool.forEachTile(rows: rows, columns: columns, maximumRows: Swift.max(8, Self.scratchFloats / Swift.max(columns, 1))) { scratch, tile in
+            widen(rows: tile, into: scratch)
+            LinearAlgebra.sgemm(input, count: count, scratch, rows: tile.count, columns: columns, into: output + tile.lowerBound, stride: rows)
         }
     }
 
