@@ -5,15 +5,23 @@
 ///   competes, top-k is taken over the survivors and renormalised as the family does.
 /// - Experts that share a slot (merging) keep their router rows; when several of them are
 ///   chosen for one token, the slot runs once with the sum of their gates.
+/// - A pruned expert may leave an *additive novice* (`noviceSlotOfExpert[j]`): it takes no
+///   routing slot, but whenever the unpruned router would have chosen it, the block adds its
+///   slot's output (a constant) times the gate the unpruned router gives it. Top-k among the
+///   survivors is unchanged, so a novice never displaces a real expert.
 /// - What a slot computes (an original, quantized or merged expert, or a novice's constant
 ///   output) is up to the `ExpertSource`; the map only routes.
 public struct ExpertMap: Codable, Sendable, Equatable {
     public var slotOfExpert: [Int?]
+    /// Additive novices by expert (nil when the plan has none; absent in plans stored before them).
+    public var noviceSlotOfExpert: [Int?]?
     public var slotCount: Int
 
-    public init(slotOfExpert: [Int?]) {
+    public init(slotOfExpert: [Int?], noviceSlotOfExpert: [Int?]? = nil) {
+        precondition(noviceSlotOfExpert.map { $0.count == slotOfExpert.count } ?? true, "one novice entry per expert")
         self.slotOfExpert = slotOfExpert
-        slotCount = (slotOfExpert.compactMap { $0 }.max() ?? -1) + 1
+        self.noviceSlotOfExpert = noviceSlotOfExpert
+        slotCount = ((slotOfExpert + (noviceSlotOfExpert ?? [])).compactMap { $0 }.max() ?? -1) + 1
     }
 
     /// Every expert in its own slot: the unmodified model.
@@ -22,7 +30,8 @@ public struct ExpertMap: Codable, Sendable, Equatable {
     }
 
     public var expertCount: Int { slotOfExpert.count }
-    public var isIdentity: Bool { slotOfExpert.enumerated().allSatisfy { $0.element == $0.offset } }
+    public var isIdentity: Bool { slotOfExpert.enumerated().allSatisfy { $0.element == $0.offset } && !hasNovices }
+    public var hasNovices: Bool { noviceSlotOfExpert?.contains { $0 != nil } ?? false }
     public var survivingExperts: [Int] { slotOfExpert.indices.filter { slotOfExpert[$0] != nil } }
 
     /// Router availability: false for pruned experts.
@@ -36,5 +45,11 @@ public struct ExpertMap: Codable, Sendable, Equatable {
             if let i = result.firstIndex(where: { $0.slot == slot }) { result[i].gate += gate } else { result.append((slot, gate)) }
         }
         return result
+    }
+
+    /// The novice slots the unpruned router's decision reaches, with the gates it gives them.
+    public func noviceSlots(for fullDecision: RoutingDecision) -> [(slot: Int, gate: Float)] {
+        guard let novices = noviceSlotOfExpert else { return [] }
+        return zip(fullDecision.experts, fullDecision.gates).compactMap { e, g in novices[e].map { ($0, g) } }
     }
 }

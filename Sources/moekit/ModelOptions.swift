@@ -61,6 +61,8 @@ struct ModelOptions: ParsableArguments {
 }
 
 extension WeightPrecision: ExpressibleByArgument {}
+extension PruningBudget: ExpressibleByArgument {}
+extension SlimOptions.NoviceFit: ExpressibleByArgument {}
 
 /// Finds the bundled default model: `$MOEKIT_MODEL`, then `models/moekit-tiny` in the
 /// current directory or any parent, then next to the executable's build folder.

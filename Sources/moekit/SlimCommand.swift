@@ -25,16 +25,19 @@ struct SlimCommand: ParsableCommand {
     @Option(help: "Prune by criterion: \(Criterion.allCases.map(\.rawValue).joined(separator: ", ")).") var prune: String?
     @Option(help: "Merge instead of pruning: hc-smoe or m-smoe.") var merge: String?
     @Option(help: "Fraction of experts kept (pruning) or of groups left (merging).") var keep: Double = 1
-    @Option(help: "Budget: uniform (same fraction per layer) or global (one threshold over all layers).") var budget = "uniform"
-    @Option(help: "Fraction of each layer's experts that become novices instead of being dropped.") var novices: Double = 0
+    @Option(help: "Budget: uniform (same fraction per layer), global (one threshold over all layers) or search (per-layer counts that minimise the measured block-output error).") var budget: PruningBudget = .uniform
+    @Option(help: "Fraction of each layer's experts that become novices (added outside the top-k) instead of being dropped.") var novices: Double = 0
+    @Option(help: "Novice vectors: mean (the expert's mean routed output) or lsq (least squares on calibration text, with --refit if given).") var noviceFit: SlimOptions.NoviceFit = .mean
+    @Flag(help: "Refit the kept and merged experts' down projections by ridge least squares on calibration text, layer by layer.") var refit = false
+    @Option(help: "The refit's ridge: λ = this × mean diag(ZᵀZ).") var refitRidge = 0.05
     @Flag(help: "Allow super experts to be pruned.") var pruneSuperExperts = false
     @Option(help: "Average bits per expert weight (mixed precision).") var bits: Double?
     @Option(help: "Quantize every expert at this width instead (2, 3, 4 or 8).") var uniformBits: Int?
     @Option(help: "Quantization group size: 32, 64 or 128.") var group = 64
     @Option(help: "Also quantize dense weights (attention, shared experts, dense layers, output head) at 8 or 4 bits, groups of --group; routers and norms stay full precision.") var denseBits: Int?
     @Flag(help: "Quantize with GPTQ (per-expert Hessians from the calibration replay) instead of round-to-nearest.") var gptq = false
-    @Option(help: "Calibration text for quantization errors (default: the profile's own source).") var calib: String?
-    @Option(help: "Calibration samples used by quantization.") var maxSamples = 32
+    @Option(help: "Calibration text for quantization, the refit, lsq novices and the budget search (default: the profile's own source).") var calib: String?
+    @Option(help: "Calibration samples used by quantization, the refit, lsq novices and the budget search.") var maxSamples = 32
     @Flag(help: "Replay calibration layer by layer from the store (chosen automatically when the model does not fit in memory).") var streaming = false
     @Flag(help: "Print the summary as JSON (and no progress).") var json = false
 
@@ -47,7 +50,10 @@ struct SlimCommand: ParsableCommand {
             throw ValidationError("unknown criterion '\(prune)'; choose one of \(Criterion.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         if let merge, SlimOptions.MergeMethod(rawValue: merge) == nil { throw ValidationError("unknown merge method '\(merge)'; choose hc-smoe or m-smoe") }
-        if PruningBudget(rawValue: budget) == nil { throw ValidationError("--budget must be uniform or global") }
+        if budget != .uniform && prune == nil { throw ValidationError("--budget \(budget.rawValue) needs --prune") }
+        if refit && prune == nil && merge == nil { throw ValidationError("--refit needs --prune or --merge") }
+        guard refitRidge > 0 else { throw ValidationError("--refit-ridge must be positive") }
+        if noviceFit == .leastSquares && novices == 0 { throw ValidationError("--novice-fit lsq needs --novices") }
         guard keep > 0 && keep <= 1 else { throw ValidationError("--keep must be in (0, 1]") }
         guard novices >= 0 && novices < 1 else { throw ValidationError("--novices must be in [0, 1)") }
         if novices > 0 && prune == nil { throw ValidationError("--novices needs --prune") }
@@ -64,8 +70,11 @@ struct SlimCommand: ParsableCommand {
         options.prune = prune.flatMap(Criterion.init(rawValue:))
         options.merge = merge.flatMap(SlimOptions.MergeMethod.init(rawValue:))
         options.keepFraction = keep
-        options.budget = PruningBudget(rawValue: budget)!
+        options.budget = budget
         options.noviceFraction = novices
+        options.noviceFit = noviceFit
+        options.refit = refit
+        options.refitRidge = refitRidge
         options.pruneSuperExperts = pruneSuperExperts
         options.averageBits = bits
         options.uniformBits = uniformBits
@@ -74,7 +83,7 @@ struct SlimCommand: ParsableCommand {
         options.denseBits = denseBits
 
         var calibration = [[Int]]()
-        if bits != nil || uniformBits != nil {
+        if bits != nil || uniformBits != nil || refit || noviceFit == .leastSquares || budget == .search {
             let tokenizer = try StoreFiles.tokenizer(store)
             let source = calib ?? routing.source
             let data = try CalibrationData(contentsOf: URL(fileURLWithPath: source))
@@ -116,6 +125,8 @@ struct PlanSummary: Encodable {
     var originalExpertBytes: Int
     var protectedSuperExperts: [LayerExpert]
     var perLayerKept: [Int]
+    var refitRidge: Double?
+    var noviceFit: String?
 
     init(result: SlimResult) {
         let plan = result.plan
@@ -130,12 +141,15 @@ struct PlanSummary: Encodable {
         expectedDenseBytes = plan.expectedDenseBytes
         originalExpertBytes = result.originalExpertBytes
         protectedSuperExperts = plan.recipe.protectedSuperExperts
-        perLayerKept = plan.layers.compactMap { $0?.slots.count }
+        perLayerKept = plan.layers.compactMap { layer in layer.map { $0.slots.count - ($0.expertMap.noviceSlotOfExpert?.compactMap { $0 }.count ?? 0) } }
+        refitRidge = plan.recipe.refitRidge
+        noviceFit = plan.recipe.noviceFit
     }
 
     var text: String {
         var lines = ["plan '\(name)' (\(method)): \(slots) expert slots over \(perLayerKept.count) layers (per layer: \(perLayerKept.map(String.init).joined(separator: ", ")))"]
-        if novices > 0 { lines.append("novices: \(novices)") }
+        if novices > 0 { lines.append("novices (outside the top-k): \(novices)\(noviceFit.map { ", vectors by \($0)" } ?? "")") }
+        if let refitRidge { lines.append("down projections refit by ridge least squares (α = \(refitRidge))") }
         if mergedGroups > 0 { lines.append("merged groups: \(mergedGroups)") }
         if !bitHistogram.isEmpty {
             lines.append("bit widths: " + bitHistogram.sorted { Int($0.key)! < Int($1.key)! }.map { "\($0.value) experts at \($0.key) bits" }.joined(separator: ", "))

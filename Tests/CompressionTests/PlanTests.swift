@@ -75,7 +75,7 @@ final class PlanTests: PlanFixtureCase {
         // The novice's stored vector is the profile's mean routed output of that expert.
         let expert = novice.experts[0]
         let source = try PlanExpertSource(plan: novices, provider: StoreVariantProvider(store: store))
-        let constant = try XCTUnwrap(source.expert(layer: 0, index: novices.layers[0]!.expertMap.slotOfExpert[expert]!) as? ConstantExpert)
+        let constant = try XCTUnwrap(source.expert(layer: 0, index: novices.layers[0]!.expertMap.noviceSlotOfExpert![expert]!) as? ConstantExpert)
         for (a, b) in zip(constant.vector, profile.layers[0]!.routedOutputMean(expert)) { XCTAssertEqual(Double(a), b, accuracy: 1e-6) }
         let (a, _) = try PlanLoader.model(plan: pruned, store: store)
         let (b, _) = try PlanLoader.model(plan: novices, store: store)

@@ -78,6 +78,9 @@ public struct CompressionPlan: Codable, Sendable, Equatable {
                 guard map.survivingExperts.count >= moe.topK else {
                     throw PlanError.invalid(plan: name, reason: "layer \(l) keeps \(map.survivingExperts.count) experts, fewer than top-\(moe.topK)")
                 }
+                guard map.noviceSlotOfExpert.map({ $0.count == moe.expertCount }) ?? true else {
+                    throw PlanError.invalid(plan: name, reason: "layer \(l) maps novices for \(map.noviceSlotOfExpert!.count) experts, the model has \(moe.expertCount)")
+                }
                 guard map.slotCount == layer.slots.count else {
                     throw PlanError.invalid(plan: name, reason: "layer \(l) routes to \(map.slotCount) slots but defines \(layer.slots.count)")
                 }
@@ -102,6 +105,12 @@ public struct PlanRecipe: Codable, Sendable, Equatable {
     public var averageBits: Double?
     public var groupSize: Int?
     public var protectedSuperExperts: [LayerExpert] = []
+    /// α of the least-squares refit's ridge (nil: no refit).
+    public var refitRidge: Double?
+    /// How novice vectors were made: "mean" or "lsq" (nil: no novices).
+    public var noviceFit: String?
+    /// Experts kept in each MoE layer, as `--budget search` chose them.
+    public var searchedCounts: [Int]?
 
     public init(method: String) { self.method = method }
 }

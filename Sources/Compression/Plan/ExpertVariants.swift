@@ -1,3 +1,4 @@
+import CKernels
 import ExpertStore
 import Foundation
 import MoE
@@ -5,8 +6,9 @@ import MoE
 /// Variant numbers of derived expert records in the store, next to variant 0 (the imported
 /// weights). The top four bits say what the record is:
 /// - `0x1` quantized with round-to-nearest at `bits`/`group`: the same for every plan, so shared;
-/// - `0x2` merged, `0x3` novice, `0x4` GPTQ-quantized: they depend on the plan's profile, so
-///   the low bits carry a 20-bit tag of the plan name (and, for GPTQ, the bit width).
+/// - `0x2` merged, `0x3` novice, `0x4` quantized for one plan (GPTQ, or from refit weights),
+///   `0x5` refit: they depend on the plan's profile, so the low bits carry a 20-bit tag of the
+///   plan name (and, for `0x4`, the bit width).
 public enum ExpertVariants {
     public static func quantized(_ format: QuantizationFormat) -> UInt32 {
         0x1000_0000 | UInt32(format.bits) << 16 | UInt32(format.groupSize)
@@ -14,6 +16,7 @@ public enum ExpertVariants {
     public static func merged(plan: String) -> UInt32 { 0x2000_0000 | planTag(plan) << 4 }
     public static func novice(plan: String) -> UInt32 { 0x3000_0000 | planTag(plan) << 4 }
     public static func gptq(plan: String, bits: Int) -> UInt32 { 0x4000_0000 | planTag(plan) << 4 | UInt32(bits) }
+    public static func refit(plan: String) -> UInt32 { 0x5000_0000 | planTag(plan) << 4 }
 
     /// FNV-1a of the plan name, folded to 20 bits.
     public static func planTag(_ name: String) -> UInt32 {
@@ -31,6 +34,20 @@ public enum ExpertVariants {
                             payloads: matrices.map { m in m.values.withUnsafeBytes { Array($0) } })
     }
 
+    /// Weights in a 16-bit format of the imported experts (a refit expert keeps the imported
+    /// expert's dtype: its gate and up projections narrow back to their stored bits exactly).
+    public static func record(_ key: ExpertKey, weights expert: FeedForward, dtype: DType) -> ExpertRecord {
+        guard dtype == .bf16 || dtype == .f16 else { return record(key, merged: expert) }
+        let matrices = [expert.gate, expert.up, expert.down]
+        return ExpertRecord(key: key, kind: .expertSwiGLU,
+                            tensors: matrices.map { TensorLayout(dtype: dtype, shape: [$0.rows, $0.columns]) },
+                            payloads: matrices.map { m in
+                                var bits = [UInt16](repeating: 0, count: m.count)
+                                if dtype == .bf16 { moe_f32_to_bf16(m.values, &bits, m.count) } else { moe_f32_to_f16(m.values, &bits, m.count) }
+                                return bits.withUnsafeBytes { Array($0) }
+                            })
+    }
+
     public static func record(_ key: ExpertKey, novice vector: [Float]) -> ExpertRecord {
         ExpertRecord(key: key, kind: .expertConstant, tensors: [TensorLayout(dtype: .f32, shape: [vector.count])],
                      payloads: [vector.withUnsafeBytes { Array($0) }])
@@ -46,12 +63,14 @@ public enum ExpertVariants {
 /// Builds experts from store records of any variant: the `ExpertVariantProvider` a plan loads through.
 public struct StoreVariantProvider: ExpertVariantProvider, @unchecked Sendable {
     public let store: ExpertStore
+    public let precision: WeightPrecision
     private let originals: StoreExpertSource
 
     /// `precision` says how original 16-bit experts are held (derived variants have their own formats).
     /// `inPlace`: original 16-bit experts used in the memory map rather than copied (see `StoreExpertSource.inPlace`).
     public init(store: ExpertStore, precision: WeightPrecision = .stored, inPlace: Bool = false) throws {
         self.store = store
+        self.precision = precision
         originals = try StoreExpertSource(store: store, precision: precision, inPlace: inPlace)
     }
 
@@ -67,7 +86,18 @@ public struct StoreVariantProvider: ExpertVariantProvider, @unchecked Sendable {
         func corrupt(_ reason: String) -> StoreError { .corruptRecord(path: store.path, record: "expert record (\(key))", reason: reason) }
         switch record.kind {
         case .expertSwiGLU:
-            guard record.tensors.allSatisfy({ $0.dtype == .f32 && $0.shape.count == 2 }) else { throw corrupt("merged experts are stored as f32 matrices") }
+            guard record.tensors.count == 3, record.tensors.allSatisfy({ $0.shape.count == 2 }) else { throw corrupt("an expert is three matrices") }
+            if let format = HalfMatrix.Format(sharedBy: record.tensors.map(\.dtype)) {
+                let halves = (0..<3).map { i in
+                    record.payloads[i].withUnsafeBytes {
+                        HalfMatrix(rows: record.tensors[i].shape[0], columns: record.tensors[i].shape[1], format: format, copying: $0)
+                    }
+                }
+                if precision == .stored { return HalfPrecisionExpert(gate: halves[0], up: halves[1], down: halves[2]) }
+                let m = halves.map { Matrix(rows: $0.rows, columns: $0.columns, values: $0.widenedValues()) }
+                return FeedForward(gate: m[0], up: m[1], down: m[2])
+            }
+            guard record.tensors.allSatisfy({ $0.dtype == .f32 }) else { throw corrupt("derived experts are stored as f32, bf16 or f16 matrices") }
             let m = (0..<3).map { Matrix(rows: record.tensors[$0].shape[0], columns: record.tensors[$0].shape[1], values: floats($0)) }
             return FeedForward(gate: m[0], up: m[1], down: m[2])
         case .expertConstant:

@@ -40,7 +40,7 @@ public struct PlanExporter {
         let dense = try StoreTensorProvider(store: store)
         let planTensors = try PlanTensorProvider(store: store, quantization: plan.denseQuantization)
         let quantizedDense = Set(plan.denseQuantization?.tensors ?? [])
-        let variants = try StoreVariantProvider(store: store)
+        let variants = try StoreVariantProvider(store: store, precision: .float32)   // derived 16-bit experts widened, as the writer takes f32
         let names = description.names
         var writer = SafetensorsWriter()
         var tensorBytes = 0

@@ -6,6 +6,9 @@ public enum PruningBudget: String, Codable, Sendable, CaseIterable {
     case uniform
     /// One threshold over all layers (non-uniform counts), at least top-k per layer.
     case global
+    /// Per-layer counts chosen to minimise the block-output error on calibration tokens
+    /// under the total budget (`BudgetSearch`).
+    case search
 }
 
 /// Chooses which experts to keep from a saliency criterion (higher = more important).
@@ -22,10 +25,7 @@ public enum ExpertSelection {
         var kept = [Int: Set<Int>]()
         let moeLayers = scores.indices.filter { !scores[$0].isEmpty }
         for l in moeLayers { kept[l] = Set(protected.filter { $0.layer == l }.map(\.expert)) }
-        /// Experts of a layer from most to least important; ties go to the lower index.
-        func ranked(_ l: Int) -> [Int] {
-            scores[l].indices.sorted { (scores[l][$0], -$0) > (scores[l][$1], -$1) }
-        }
+        func ranked(_ l: Int) -> [Int] { ranking(scores[l]) }
         switch budget {
         case .uniform:
             for l in moeLayers {
@@ -45,7 +45,15 @@ public enum ExpertSelection {
                 kept[l]!.insert(e)
                 count += 1
             }
+        case .search:
+            preconditionFailure("searched budgets are measured: BudgetSearch gives the counts and the experts")
         }
         return kept.mapValues { $0.sorted() }
+    }
+
+    /// A layer's experts from most to least important: `protected` first, then by score;
+    /// ties go to the lower index.
+    public static func ranking(_ scores: [Double], protected: Set<Int> = []) -> [Int] {
+        scores.indices.sorted { (protected.contains($0) ? 1 : 0, scores[$0], -$0) > (protected.contains($1) ? 1 : 0, scores[$1], -$1) }
     }
 }

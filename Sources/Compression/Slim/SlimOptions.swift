@@ -13,6 +13,14 @@ public struct SlimOptions: Sendable {
         case mSMoE = "m-smoe"
     }
 
+    /// How novice vectors are made.
+    public enum NoviceFit: String, CaseIterable, Sendable, Codable {
+        /// The pruned expert's mean routed output (MoNE).
+        case mean
+        /// Least squares against what pruning lost, jointly with the refit (METHODS §13).
+        case leastSquares = "lsq"
+    }
+
     public var name: String
     /// Rank experts by this criterion and keep the best `keepFraction` (nil: no pruning).
     public var prune: Criterion?
@@ -22,6 +30,12 @@ public struct SlimOptions: Sendable {
     public var budget: PruningBudget = .uniform
     /// Fraction of each layer's experts that, instead of being dropped, become novices.
     public var noviceFraction: Double = 0
+    public var noviceFit: NoviceFit = .mean
+    /// Refit the down projections of kept and merged experts by ridge least squares on
+    /// calibration tokens, layer by layer (`LayerRefit`).
+    public var refit = false
+    /// α of the refit's ridge λ = α · mean diag(ZᵀZ).
+    public var refitRidge = 0.05
     /// Prune super experts like any other (by default they are always kept).
     public var pruneSuperExperts = false
     /// Average bits per expert weight (nil: keep the stored precision).

@@ -42,6 +42,7 @@ public struct Slimmer {
         let criteria = profile.criteria()
         let protected = options.pruneSuperExperts ? [] : profile.superExperts()
         var recipe = PlanRecipe(method: [options.prune.map { "prune:\($0.rawValue)" }, options.merge.map { "merge:\($0.rawValue)" },
+                                         options.refit ? "refit" : nil,
                                          options.averageBits.map { "bits:\($0)" } ?? options.uniformBits.map { "uniform-bits:\($0)" }]
             .compactMap { $0 }.joined(separator: "+"))
         recipe.profiles = [profileName]
@@ -56,11 +57,20 @@ public struct Slimmer {
         // 1. Structure: which experts stay routable and what each slot is.
         var layers = [LayerPlan?](repeating: nil, count: description.layerCount)
         var records = [ExpertRecord]()
-        var merged = [Int: [Int: FeedForward]]()           // layer → slot → merged weights
+        var derived = [Int: [Int: FeedForward]]()          // layer → slot → merged or refit weights
+        var noviceVectors = [Int: [Int: [Float]]]()        // layer → expert → novice vector
         var noviceCount = 0, mergedGroups = 0
         let kept: [Int: [Int]]? = try options.prune.map { criterion in
-            ExpertSelection.keep(scores: criteria.map { $0.map(criterion.value) }, keepFraction: options.keepFraction,
-                                 budget: options.budget, minimumPerLayer: try minimumTopK(), protected: protected)
+            let scores = criteria.map { $0.map(criterion.value) }
+            guard options.budget == .search else {
+                return try ExpertSelection.keep(scores: scores, keepFraction: options.keepFraction, budget: options.budget,
+                                                minimumPerLayer: try minimumTopK(), protected: protected)
+            }
+            let search = try BudgetSearch(store: store, calibration: calibration, precision: options.replayPrecision)
+                .search(scores: scores, keepFraction: options.keepFraction, minimumPerLayer: try minimumTopK(),
+                        protected: protected, progress: progress)
+            recipe.searchedCounts = search.counts
+            return search.kept
         }
         for l in description.moeLayerIndices {
             let moe = description.layers[l].moe!
@@ -71,17 +81,18 @@ public struct Slimmer {
                     .sorted { criterion.value(stats[$0]) > criterion.value(stats[$1]) }
                 let novices = Array(pruned.prefix(Int((Double(moe.expertCount) * options.noviceFraction).rounded())))
                 var slotOf = [Int?](repeating: nil, count: moe.expertCount)
+                var noviceSlotOf = [Int?](repeating: nil, count: moe.expertCount)
                 var slots = [SlotPlan]()
                 for e in survivors { slotOf[e] = slots.count; slots.append(.expert(e, variant: 0)) }
+                // Novices come after the routed slots and outside the top-k (additive).
                 for e in novices.sorted() {
-                    slotOf[e] = slots.count
-                    let variant = ExpertVariants.novice(plan: options.name)
-                    slots.append(.novice(e, variant: variant))
-                    let mean = profile.layers[l]!.routedOutputMean(e).map { Float($0) }
-                    records.append(ExpertVariants.record(ExpertKey(layer: l, expert: e, variant: ExpertVariant(rawValue: variant)), novice: mean))
+                    noviceSlotOf[e] = slots.count
+                    slots.append(.novice(e, variant: ExpertVariants.novice(plan: options.name)))
+                    noviceVectors[l, default: [:]][e] = profile.layers[l]!.routedOutputMean(e).map { Float($0) }
                     noviceCount += 1
                 }
-                layers[l] = LayerPlan(expertMap: ExpertMap(slotOfExpert: slotOf), slots: slots)
+                layers[l] = LayerPlan(expertMap: ExpertMap(slotOfExpert: slotOf, noviceSlotOfExpert: novices.isEmpty ? nil : noviceSlotOf),
+                                      slots: slots)
             } else if let method = options.merge {
                 progress("merging layer \(l)")
                 let groups = try mergeGroups(layer: l, profile: profile, method: method, keepFraction: options.keepFraction,
@@ -102,7 +113,7 @@ public struct Slimmer {
                         ? try ExpertMerging.alignedAverage(experts, weights: weights, anchor: 0)
                         : try ExpertMerging.weightedAverage(experts, weights: weights)
                     let variant = ExpertVariants.merged(plan: options.name)
-                    merged[l, default: [:]][slots.count] = average
+                    derived[l, default: [:]][slots.count] = average
                     slots.append(.merged(members: group, weights: weights, variant: variant))
                     mergedGroups += 1
                 }
@@ -113,17 +124,37 @@ public struct Slimmer {
             }
         }
 
+        // 1b. Recovery: refit down projections and fit novice vectors, layer by layer.
+        if options.refit || options.noviceFit == .leastSquares {
+            try recover(layers: &layers, derived: &derived, noviceVectors: &noviceVectors, options: options,
+                        calibration: calibration, progress: progress)
+            recipe.refitRidge = options.refit ? options.refitRidge : nil
+            recipe.noviceFit = noviceCount > 0 ? options.noviceFit.rawValue : nil
+        }
+        for (l, vectors) in noviceVectors {
+            for (e, vector) in vectors {
+                records.append(ExpertVariants.record(ExpertKey(layer: l, expert: e, variant: ExpertVariant(rawValue: ExpertVariants.novice(plan: options.name))), novice: vector))
+            }
+        }
+
         // 2. Precision: quantize every weight slot, at allocated or uniform widths.
         var bitHistogram = [Int: Int]()
         if options.averageBits != nil || options.uniformBits != nil {
-            let quantized = try quantize(layers: &layers, merged: merged, options: options, calibration: calibration, progress: progress)
+            let quantized = try quantize(layers: &layers, derived: derived, options: options, calibration: calibration, progress: progress)
             records += quantized.records
             bitHistogram = quantized.histogram
         } else {
-            for (l, slots) in merged {
+            let dtype = try originalDType()
+            for (l, slots) in derived {
                 for (slot, expert) in slots {
-                    guard case let .merged(members, _, variant) = layers[l]!.slots[slot] else { continue }
-                    records.append(ExpertVariants.record(ExpertKey(layer: l, expert: members[0], variant: ExpertVariant(rawValue: variant)), merged: expert))
+                    let record = layers[l]!.slots[slot].record
+                    let key = ExpertKey(layer: l, expert: record.expert, variant: ExpertVariant(rawValue: record.variant))
+                    // Merged experts are stored in f32; refit ones in the imported experts' dtype.
+                    if case .merged = layers[l]!.slots[slot] {
+                        records.append(ExpertVariants.record(key, merged: expert))
+                    } else {
+                        records.append(ExpertVariants.record(key, weights: expert, dtype: dtype))
+                    }
                 }
             }
         }
@@ -232,6 +263,56 @@ public struct Slimmer {
         }
     }
 
+    // MARK: Recovery
+
+    /// Walks the layers in order on calibration text through the model as compressed so far
+    /// and, in each pruned or merged MoE layer, refits the routed slots' down projections
+    /// and/or fits the novice vectors (`LayerRefit`), then moves the hidden states on through
+    /// the recovered layer. Refit slots become `ExpertVariants.refit` variants held in
+    /// `derived` (merged slots keep their variant, with the new down projection).
+    private func recover(layers: inout [LayerPlan?], derived: inout [Int: [Int: FeedForward]],
+                         noviceVectors: inout [Int: [Int: [Float]]], options: SlimOptions, calibration: [[Int]],
+                         progress: (String) -> Void) throws {
+        guard !calibration.isEmpty else {
+            throw PlanError.invalid(plan: options.name, reason: "the refit and least-squares novices fit on calibration text; none was given")
+        }
+        let refit = LayerRefit(refitsDown: options.refit, fitsNovices: options.noviceFit == .leastSquares, ridge: options.refitRidge)
+        var replay = try RecoveryReplay(store: store, calibration: calibration, precision: options.replayPrecision)
+        for l in 0..<description.layerCount {
+            guard var plan = layers[l], !plan.expertMap.isIdentity else {
+                try replay.advance(layer: l, plan: nil, slots: [])
+                continue
+            }
+            func slotExperts() throws -> [any Expert] {
+                try plan.slots.enumerated().map { s, slot -> any Expert in
+                    switch slot {
+                    case let .expert(e, _): return try derived[l]?[s] ?? originalExpert(layer: l, expert: e)
+                    case .merged: return derived[l]![s]!
+                    case let .novice(e, _): return ConstantExpert(vector: noviceVectors[l]![e]!)
+                    }
+                }
+            }
+            let experts = try slotExperts()
+            let (full, compressed) = try replay.samples(layer: l, plan: plan, slots: experts)
+            var weights = [Int: FeedForward](), novices = [Int: [Float]]()
+            for (s, slot) in plan.slots.enumerated() {
+                if case let .novice(e, _) = slot { novices[s] = noviceVectors[l]![e]! } else { weights[s] = experts[s] as? FeedForward }
+            }
+            let solution = try refit.solve(full: full, compressed: compressed, map: plan.expertMap, weights: weights, novices: novices)
+            for (s, down) in solution.downs {
+                let old = weights[s]!
+                derived[l, default: [:]][s] = FeedForward(gate: old.gate, up: old.up, down: down)
+                if case let .expert(e, _) = plan.slots[s] { plan.slots[s] = .expert(e, variant: ExpertVariants.refit(plan: options.name)) }
+            }
+            for (s, vector) in solution.novices {
+                if case let .novice(e, _) = plan.slots[s] { noviceVectors[l]![e] = vector }
+            }
+            layers[l] = plan
+            try replay.advance(layer: l, plan: plan, slots: try slotExperts())
+            progress("recovered layer \(l)")
+        }
+    }
+
     // MARK: Quantization
 
     /// One quantized slot: its weights at a width, and the gate-weighted output error.
@@ -241,7 +322,7 @@ public struct Slimmer {
         var options: [(expert: QuantizedExpert?, error: Double)]
     }
 
-    private func quantize(layers: inout [LayerPlan?], merged: [Int: [Int: FeedForward]], options: SlimOptions,
+    private func quantize(layers: inout [LayerPlan?], derived: [Int: [Int: FeedForward]], options: SlimOptions,
                           calibration: [[Int]], progress: (String) -> Void) throws -> (records: [ExpertRecord], histogram: [Int: Int]) {
         guard !calibration.isEmpty else {
             throw PlanError.invalid(plan: options.name, reason: "quantization measures errors on calibration text; none was given")
@@ -265,7 +346,7 @@ public struct Slimmer {
         var source = try replay()
         for l in description.moeLayerIndices {
             guard layers[l] != nil else { continue }
-            let layerCandidates = try quantizeLayer(l, plan: layers[l]!, merged: merged, routed: source.inputs(layer: l, progress: progress),
+            let layerCandidates = try quantizeLayer(l, plan: layers[l]!, derived: derived, routed: source.inputs(layer: l, progress: progress),
                                                     formats: { _ in formats }, keepWeights: keepWeights, options: options)
             progress("quantized candidates of layer \(l)")
             if choices.count == 1 {
@@ -289,7 +370,7 @@ public struct Slimmer {
         source = try replay()
         for l in description.moeLayerIndices {
             guard layers[l] != nil else { continue }
-            let chosen = try quantizeLayer(l, plan: layers[l]!, merged: merged, routed: source.inputs(layer: l, progress: progress),
+            let chosen = try quantizeLayer(l, plan: layers[l]!, derived: derived, routed: source.inputs(layer: l, progress: progress),
                                            formats: { [formats[pick["\(l)/\($0)"]!]] }, keepWeights: true, options: options)
             // Each candidate now holds only its chosen width; map it back to its index in `choices`.
             records += try apply(chosen, picks: chosen.map { _ in 0 }, choices: choices, formats: formats, layers: &layers,
@@ -301,15 +382,15 @@ public struct Slimmer {
 
     /// Quantizes every weight slot of layer `l` at each of `formats(slot)`, measuring the
     /// gate-weighted output error on the tokens routed to it.
-    private func quantizeLayer(_ l: Int, plan layer: LayerPlan, merged: [Int: [Int: FeedForward]], routed: RoutedInputs,
+    private func quantizeLayer(_ l: Int, plan layer: LayerPlan, derived: [Int: [Int: FeedForward]], routed: RoutedInputs,
                                formats: (Int) -> [QuantizationFormat], keepWeights: Bool, options: SlimOptions) throws -> [Candidate] {
         var candidates = [Candidate]()
         for (s, slot) in layer.slots.enumerated() {
             let weights: FeedForward
             switch slot {
             case .novice: continue
-            case let .expert(e, _): weights = try originalExpert(layer: l, expert: e)
-            case .merged: weights = merged[l]![s]!
+            case let .expert(e, _): weights = try derived[l]?[s] ?? originalExpert(layer: l, expert: e)
+            case .merged: weights = derived[l]![s]!
             }
             let (x, gates) = routed.rows(layer: l, experts: slot.experts)
             let reference = x.rows > 0 ? weights.forward(x) : Matrix(zeros: 0, description.hiddenSize)
@@ -407,6 +488,12 @@ public struct Slimmer {
             return Matrix(rows: layout.shape[0], columns: layout.shape[1], values: values)
         }
         return FeedForward(gate: m[0], up: m[1], down: m[2])
+    }
+
+    /// The dtype of the imported experts' weights.
+    private func originalDType() throws -> DType {
+        guard let l = description.moeLayerIndices.first, let record = try store.expertRecord(ExpertKey(layer: l, expert: 0)) else { return .f32 }
+        return record.tensors[0].dtype
     }
 
     /// Bytes of one imported expert record's tensors.

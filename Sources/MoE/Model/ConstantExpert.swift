@@ -1,5 +1,5 @@
-/// A MoNE "novice": a pruned expert replaced by a constant, its mean routed output. The
-/// router still chooses it, and the block adds gate × vector, whatever the input.
+/// A MoNE "novice": a pruned expert replaced by a constant (its mean routed output, or a
+/// vector fitted to what pruning lost). The block adds gate × vector, whatever the input.
 public struct ConstantExpert: Expert {
     public let vector: [Float]
 

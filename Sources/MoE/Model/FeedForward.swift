@@ -22,9 +22,14 @@ public struct FeedForward: Sendable {
     public var intermediateSize: Int { gate.rows }
 
     public func forward(_ x: Matrix) -> Matrix {
+        LinearAlgebra.linear(activation(x), down)
+    }
+
+    /// What the down projection sees: `silu(gate · x) * (up · x)`, `[n, intermediate]`.
+    public func activation(_ x: Matrix) -> Matrix {
         var activation = LinearAlgebra.linear(x, gate)
         Functions.swiglu(gate: &activation, up: LinearAlgebra.linear(x, up))
-        return LinearAlgebra.linear(activation, down)
+        return activation
     }
 
     public var byteCount: Int { (gate.count + up.count + down.count) * MemoryLayout<Float>.size }

@@ -11,6 +11,8 @@ struct MoEBlock: Sendable {
     let sharedGate: Matrix?           // [1, hidden]
     /// Which router rows remain and which slot each chosen expert runs in (identity = unmodified).
     let expertMap: ExpertMap
+    /// The router before pruning, whose choices gate additive novices (nil without novices).
+    let unprunedRouter: Router?
 
     init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider, precision: WeightPrecision,
          expertMap: ExpertMap? = nil) throws {
@@ -26,6 +28,7 @@ struct MoEBlock: Sendable {
         }
         self.expertMap = map
         router = Router(config: moe.router, correctionBias: bias, available: map.isIdentity ? nil : map.available)
+        unprunedRouter = map.hasNovices ? Router(config: moe.router, correctionBias: bias) : nil
         if let sharedExpert = moe.sharedExpert {
             shared = try tensors.feedForward(gate: n.sharedExpert(l, .gate)!, up: n.sharedExpert(l, .up)!,
                                              down: n.sharedExpert(l, .down)!, hidden: d.hiddenSize,
@@ -59,6 +62,16 @@ struct MoEBlock: Sendable {
                 for (position, (slot, g)) in expertMap.slots(for: decision).enumerated() { assignments[slot].append((t, position, g)) }
             }
         }
+        // Additive novices: gated as the unpruned router would gate their experts, outside the
+        // top-k (position -1: observers see only the routed slots).
+        if let unprunedRouter {
+            logits.values.withUnsafeBufferPointer { all in
+                for t in 0..<x.rows {
+                    let full = unprunedRouter.route(logits: UnsafeBufferPointer(rebasing: all[(t * config.expertCount)..<((t + 1) * config.expertCount)]))
+                    for (slot, g) in expertMap.noviceSlots(for: full) { assignments[slot].append((t, -1, g)) }
+                }
+            }
+        }
         let width = x.columns
         let slots = config.topK
         var output = Matrix(zeros: x.rows, width)
@@ -69,7 +82,7 @@ struct MoEBlock: Sendable {
             for (i, assignment) in assignments[e].enumerated() {
                 let target = assignment.token * width
                 for c in 0..<width { output.values[target + c] += assignment.gate * result.values[i * width + c] }
-                if observer != nil {
+                if observer != nil && assignment.slot >= 0 {
                     let slotBase = (assignment.token * slots + assignment.slot) * width
                     for c in 0..<width { slotOutputs[slotBase + c] = result.values[i * width + c] }
                 }
