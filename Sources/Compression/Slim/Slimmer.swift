@@ -380,26 +380,76 @@ public struct Slimmer {
         return (records, histogram)
     }
 
-    /// Quantizes every weight slot of layer `l` at each of `formats(slot)`, measuring the
-    /// gate-weighted output error on the tokens routed to it.
+    /// Quantizes every weight slot of layer `l` at each of `formats(slot)`, measuring what each
+    /// width does to the block output on the tokens routed to the slot.
+    ///
+    /// With one width per slot the error is `Σ_t g_t² ‖Δ(x_t)‖²` (`Δ = E − Ê`), the block-output
+    /// error of quantizing that slot alone. When widths are to be allocated, each slot's error
+    /// is measured with every other slot of the layer quantized at a baseline width `b₀` (the
+    /// choice nearest the average), so errors that add up or cancel on shared tokens count:
+    ///
+    ///     Q_{j,b} = Σ_t ‖g_{t,j} Δ_{j,b}(x_t) + B_t‖² − ‖B_t‖²,   B_t = Σ_{k≠j} g_{t,k} Δ_{k,b₀}(x_t)
+    ///
+    /// (MC-MoE's block-output loss, METHODS §2, with the gates and the other experts present).
     private func quantizeLayer(_ l: Int, plan layer: LayerPlan, derived: [Int: [Int: FeedForward]], routed: RoutedInputs,
                                formats: (Int) -> [QuantizationFormat], keepWeights: Bool, options: SlimOptions) throws -> [Candidate] {
+        let d = description.hiddenSize
+        func weights(_ s: Int) throws -> FeedForward? {
+            switch layer.slots[s] {
+            case .novice: return nil
+            case let .expert(e, _): return try derived[l]?[s] ?? originalExpert(layer: l, expert: e)
+            case .merged: return derived[l]![s]!
+            }
+        }
+        func quantized(_ w: FeedForward, _ x: Matrix, _ gates: [Float], _ format: QuantizationFormat) throws -> QuantizedExpert {
+            options.gptq ? try gptq(w, x: x, gates: gates, format: format) : try QuantizedExpert(quantizing: w, format: format)
+        }
+        /// `g_t · (reference_t − approximation_t)`, row by row.
+        func gatedDifference(_ reference: Matrix, _ approximation: Matrix, _ gates: [Float]) -> [Float] {
+            var out = reference.values
+            for i in out.indices { out[i] = gates[i / d] * (out[i] - approximation.values[i]) }
+            return out
+        }
+        let allocates = layer.slots.indices.contains { formats($0).count > 1 }
+        let baselineOf: ([QuantizationFormat]) -> Int = { choices in
+            let target = options.averageBits ?? Double(choices[choices.count / 2].bits)
+            return choices.indices.min { abs(Double(choices[$0].bits) - target) < abs(Double(choices[$1].bits) - target) }!
+        }
+        // Σ over slots of their gated errors at the baseline width, per token.
+        var baselineError = [Float]()
+        if allocates {
+            baselineError = [Float](repeating: 0, count: (routed.tokenCounts[l] ?? 0) * d)
+            for s in layer.slots.indices {
+                guard let w = try weights(s) else { continue }
+                let (x, gates, tokens) = routed.rows(layer: l, experts: layer.slots[s].experts)
+                guard x.rows > 0 else { continue }
+                let choices = formats(s)
+                let delta = gatedDifference(w.forward(x), try quantized(w, x, gates, choices[baselineOf(choices)]).forward(x), gates)
+                for (i, t) in tokens.enumerated() { for c in 0..<d { baselineError[t * d + c] += delta[i * d + c] } }
+            }
+        }
         var candidates = [Candidate]()
-        for (s, slot) in layer.slots.enumerated() {
-            let weights: FeedForward
-            switch slot {
-            case .novice: continue
-            case let .expert(e, _): weights = try derived[l]?[s] ?? originalExpert(layer: l, expert: e)
-            case .merged: weights = derived[l]![s]!
+        for s in layer.slots.indices {
+            guard let w = try weights(s) else { continue }
+            let (x, gates, tokens) = routed.rows(layer: l, experts: layer.slots[s].experts)
+            let reference = x.rows > 0 ? w.forward(x) : Matrix(zeros: 0, d)
+            let choices = formats(s)
+            let experts = try choices.map { try quantized(w, x, gates, $0) }
+            var errors = experts.map { x.rows > 0 ? Self.gatedError(reference, $0.forward(x), gates: gates) : 0 }
+            if allocates && choices.count > 1 && x.rows > 0 {
+                let deltas = experts.map { gatedDifference(reference, $0.forward(x), gates) }
+                let own = deltas[baselineOf(choices)]
+                // B_t: the other slots' baseline errors on this slot's tokens.
+                var others = [Float](repeating: 0, count: x.rows * d)
+                for (i, t) in tokens.enumerated() { for c in 0..<d { others[i * d + c] = baselineError[t * d + c] - own[i * d + c] } }
+                errors = deltas.map { delta in
+                    zip(delta, others).reduce(0.0) { sum, pair in
+                        let (a, b) = (Double(pair.0), Double(pair.1))
+                        return sum + (a + b) * (a + b) - b * b
+                    }
+                }
             }
-            let (x, gates) = routed.rows(layer: l, experts: slot.experts)
-            let reference = x.rows > 0 ? weights.forward(x) : Matrix(zeros: 0, description.hiddenSize)
-            var quantizedOptions = [(expert: QuantizedExpert?, error: Double)]()
-            for format in formats(s) {
-                let q = options.gptq ? try gptq(weights, x: x, gates: gates, format: format) : try QuantizedExpert(quantizing: weights, format: format)
-                quantizedOptions.append((keepWeights ? q : nil, x.rows > 0 ? Self.gatedError(reference, q.forward(x), gates: gates) : 0))
-            }
-            candidates.append(Candidate(layer: l, slot: s, options: quantizedOptions))
+            candidates.append(Candidate(layer: l, slot: s, options: zip(experts, errors).map { (keepWeights ? $0 : nil, $1) }))
         }
         return candidates
     }
