@@ -11,11 +11,16 @@ struct SlimCommand: ParsableCommand {
         abstract: "Build a slimmed expert set (a plan) from a routing profile and store it.",
         discussion: """
         Pruning ranks experts by a criterion and keeps --keep of them (super experts are always \
-        kept unless --prune-super-experts); --novices turns that fraction of each layer's experts, \
-        among the pruned, into constant outputs (MoNE). --merge clusters experts instead of \
-        dropping them. --bits quantizes every remaining expert, choosing each one's width by an \
-        exact knapsack that minimises the gate-weighted output error measured on calibration text \
-        under the average-bit budget (MC-MoE); --uniform-bits quantizes all at one width.
+        kept unless --prune-super-experts), the same fraction in every layer, under one threshold \
+        (--budget global), or with per-layer counts that minimise the measured block-output error \
+        (--budget search). --novices turns that fraction of each layer's experts, among the pruned, \
+        into constant outputs added outside the top-k with the gate the unpruned router gives them \
+        (MoNE; vectors by --novice-fit mean or lsq). --refit then refits the kept experts' down \
+        projections by ridge least squares, layer by layer, on calibration text run through the \
+        already-compressed layers. --merge clusters experts instead of dropping them. --bits \
+        quantizes every remaining expert, choosing each one's width by an exact knapsack that \
+        minimises the block-output error measured on calibration text under the average-bit \
+        budget (MC-MoE); --uniform-bits quantizes all at one width.
         Example: moekit slim --profile python --prune reap --keep 0.5 --novices 0.1 --bits 3.0 --name python-slim
         """)
 

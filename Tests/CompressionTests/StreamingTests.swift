@@ -70,8 +70,9 @@ final class StreamingTests: XCTestCase {
         }
     }
 
-    /// GPTQ (calibration replay) and mixed widths (two replays when streaming) give the same
-    /// plan and the same records, byte for byte, streamed and in memory.
+    /// GPTQ (calibration replay), mixed widths (two replays when streaming) and the refit
+    /// (written layer by layer) give the same plan and the same records, byte for byte,
+    /// streamed and in memory.
     func testStreamedSlimEqualsInMemory() throws {
         let (memoryStore, profile) = try importedStore("memory")
         let (streamStore, _) = try importedStore("streamed")
@@ -84,7 +85,11 @@ final class StreamingTests: XCTestCase {
         var mixed = SlimOptions(name: "mixed")
         mixed.averageBits = 3
         mixed.groupSize = 32
-        for options in [gptq, mixed] {
+        var refit = SlimOptions(name: "refit")
+        refit.prune = .reap
+        refit.keepFraction = 0.5
+        refit.refit = true
+        for options in [gptq, mixed, refit] {
             let inMemory = try Slimmer(store: memoryStore)
             try inMemory.commit(try inMemory.slim(profile: profile, profileName: "test", options: options, calibration: sequences))
             var streamedOptions = options

@@ -309,6 +309,16 @@ public struct Slimmer {
             }
             layers[l] = plan
             try replay.advance(layer: l, plan: plan, slots: try slotExperts())
+            // Streaming without quantization: this layer's refit experts are final, so they are
+            // written now rather than held for the plan's commit.
+            if let sink = options.layerRecordSink, options.averageBits == nil && options.uniformBits == nil, let refitSlots = derived[l] {
+                let dtype = try originalDType()
+                try sink(refitSlots.compactMap { s, expert in
+                    guard case let .expert(e, variant) = plan.slots[s] else { return nil }
+                    derived[l]![s] = nil
+                    return ExpertVariants.record(ExpertKey(layer: l, expert: e, variant: ExpertVariant(rawValue: variant)), weights: expert, dtype: dtype)
+                })
+            }
             progress("recovered layer \(l)")
         }
     }
