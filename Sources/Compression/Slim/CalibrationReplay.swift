@@ -28,36 +28,22 @@ struct InMemoryReplay: CalibrationReplay {
 /// weights and one layer's routed inputs. Each sequence runs through a layer on its own with
 /// the kernels of a model in memory, so the inputs equal `InMemoryReplay`'s bit for bit.
 struct StreamedReplay: CalibrationReplay {
-    private let store: ExpertStore
-    private let runner: LayerwiseRunner
-    private let spool: HiddenStateSpool
-    private let sequenceCount: Int
-    private var nextLayer = 0
+    private var replay: RecoveryReplay
+    private let description: ModelDescription
 
     init(store: ExpertStore, calibration: [[Int]], precision: WeightPrecision, hiddenStateBudget: Int = 256 << 20) throws {
-        self.store = store
-        runner = LayerwiseRunner(description: try store.modelDescription(), tensors: try StoreTensorProvider(store: store), precision: precision)
-        spool = try HiddenStateSpool(memoryBudget: hiddenStateBudget)
-        for (i, hidden) in try runner.embed(calibration).enumerated() { try spool.store(hidden, for: i) }
-        sequenceCount = calibration.count
+        replay = try RecoveryReplay(store: store, calibration: calibration, precision: precision, hiddenStateBudget: hiddenStateBudget)
+        description = try store.modelDescription()
     }
 
     mutating func inputs(layer: Int, progress: (String) -> Void) throws -> RoutedInputs {
-        precondition(layer >= nextLayer, "layers are replayed in increasing order")
-        let description = runner.description
+        precondition(layer >= replay.nextLayer, "layers are replayed in increasing order")
         var routed = RoutedInputs(hiddenSize: description.hiddenSize)
-        while nextLayer <= layer {
-            let l = nextLayer
+        while replay.nextLayer <= layer {
+            let l = replay.nextLayer
             routed = RoutedInputs(hiddenSize: description.hiddenSize)
-            let experts = try StoreExpertSource.layer(l, of: store, precision: runner.precision)
-            let weights = try runner.layer(l)
-            for i in 0..<sequenceCount {
-                var hidden = try spool.load(i)
-                try weights.run(&hidden, experts: experts, observer: l == layer ? routed : nil)
-                try spool.store(hidden, for: i)
-            }
+            try replay.advance(layer: l, plan: nil, slots: [], observer: l == layer ? routed : nil)
             progress("calibration replay, layer \(l + 1)/\(description.layerCount)")
-            nextLayer += 1
         }
         return routed
     }

@@ -2,11 +2,12 @@ import ExpertStore
 import MoE
 import Routing
 
-/// Calibration text run through the model *as it is being compressed*, one layer at a time
-/// from the store: the inputs a layer's recovery is fitted on are the hidden states the
-/// already-compressed earlier layers produce, so each refit also corrects what the layers
-/// before it changed. Memory holds one layer's weights and every sequence's hidden state
-/// (spilled to disk past a budget), like `StreamedReplay`.
+/// Calibration text run through the model one layer at a time from the store, either as the
+/// model is (`StreamedReplay`, the budget search) or *as it is being compressed*: then the
+/// inputs a layer's recovery is fitted on are the hidden states the already-compressed
+/// earlier layers produce, so each refit also corrects what the layers before it changed.
+/// Memory holds one layer's weights and every sequence's hidden state (spilled to disk past
+/// a budget).
 struct RecoveryReplay {
     private let store: ExpertStore
     private let runner: LayerwiseRunner
@@ -50,8 +51,8 @@ struct RecoveryReplay {
     }
 
     /// Moves every sequence through layer `l`: with the plan's routing and `slots` for an MoE
-    /// layer of the plan, as the model has it otherwise.
-    mutating func advance(layer l: Int, plan: LayerPlan?, slots: [any Expert]) throws {
+    /// layer of the plan, as the model has it otherwise; `observer` watches the run.
+    mutating func advance(layer l: Int, plan: LayerPlan?, slots: [any Expert], observer: (any RoutingObserver)? = nil) throws {
         precondition(l == nextLayer, "layers are replayed in increasing order")
         let weights = try runner.layer(l, expertMap: plan?.expertMap)
         let experts: any ExpertSource = plan == nil
@@ -59,7 +60,7 @@ struct RecoveryReplay {
             : SlotExperts(layer: l, slots: slots)
         for i in 0..<sequenceCount {
             var hidden = try spool.load(i)
-            try weights.run(&hidden, experts: experts, observer: nil)
+            try weights.run(&hidden, experts: experts, observer: observer)
             try spool.store(hidden, for: i)
         }
         nextLayer += 1
