@@ -35,4 +35,21 @@ final class ImportValidationTests: StoreTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: store.path), "\(key): a refused import created \(store.path)")
         }
     }
+
+    /// A store whose kept config.json is out of range (imported before the checks existed)
+    /// is refused when opened, instead of trapping when the model runs.
+    func testOpeningAStoreChecksItsConfigAgain() throws {
+        let url = try importedStore(StoreFixtures.url("mixtral"))
+        var json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: StoreFixtures.url("mixtral/config.json"))) as? [String: Any])
+        json["num_experts_per_tok"] = 0
+        let bad = Array(try JSONSerialization.data(withJSONObject: json))
+        do {
+            let store = try ExpertStore(url: url, readOnly: false)
+            try store.environment.write { txn in try txn.put(store.meta, Array(StoreSchema.MetaKey.file("config.json").utf8), bad) }
+        }
+        XCTAssertThrowsError(try ExpertStore(url: url)) { error in
+            XCTAssertEqual((error as? ConfigError)?.key, "num_experts_per_tok", "\(error)")
+            XCTAssertTrue(String(describing: error).contains(url.path), "\(error)")
+        }
+    }
 }

@@ -101,7 +101,13 @@ extension ModelDescription {
                 throw ConfigError.tensorMismatch(file: file, key: "hidden_size", value: hiddenSize, tensor: names.embedding, shape: embedding)
             }
         }
-        guard attention.latent == nil, layerCount > 0 else { return }
+        // Checked before anything walks every layer's tensors: a layer count far above the
+        // checkpoint's would otherwise build a huge tensor inventory first.
+        let lastNorm = names.inputNorm(layerCount - 1)
+        if layerCount > 0, try shape(lastNorm) == nil {
+            throw ConfigError.tensorMissing(file: file, key: "num_hidden_layers", value: layerCount, tensor: lastNorm)
+        }
+        guard attention.latent == nil else { return }
         let query = names.attention(0, "q_proj.weight")
         if let q = try shape(query), q.count == 2, q[0] != attention.headCount * attention.queryKeyHeadDim {
             throw ConfigError.tensorMismatch(file: file, key: "num_attention_heads × head_dim",
