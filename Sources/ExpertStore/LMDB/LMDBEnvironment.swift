@@ -1,5 +1,6 @@
 import CLMDB
 import Foundation
+import Synchronization
 
 /// An LMDB environment: one directory holding `data.mdb` and `lock.mdb`, with named
 /// databases inside. This file and `LMDBTransaction.swift` are the only places that
@@ -100,15 +101,14 @@ final class LMDBEnvironment: @unchecked Sendable {
         weak var environment: LMDBEnvironment?
     }
 
-    private final class Registry: @unchecked Sendable {
-        private let lock = NSLock()
-        private var open = [String: WeakEnvironment]()
+    private final class Registry: Sendable {
+        private let open = Mutex([String: WeakEnvironment]())
 
-        func withLock<T>(_ body: (inout [String: WeakEnvironment]) throws -> T) rethrows -> T {
-            lock.lock()
-            defer { lock.unlock() }
-            open = open.filter { $0.value.environment != nil }
-            return try body(&open)
+        func withLock<T>(_ body: (inout [String: WeakEnvironment]) throws -> T) throws -> T {
+            try open.withLock { open in
+                open = open.filter { $0.value.environment != nil }
+                return try body(&open)
+            }
         }
     }
 
