@@ -189,6 +189,63 @@ final class ConfigValidationTests: XCTestCase {
         }
     }
 
+    /// A seeded fuzz run: random values (out of range, at the edges, of the wrong type, null)
+    /// for random keys of every family's config. Each case must load and run, or fail with a
+    /// typed error; a trap would end the test process. Prints the counts.
+    func testSeededConfigFuzzNeverTraps() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("config-fuzz-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        var random = SplitMix64(seed: 16)
+        let fixtures = Self.families + ["deepseek_v3_yarn", "deepseek_v3_nolora"]
+        let extraKeys = ["head_dim", "num_key_value_heads", "partial_rotary_factor", "sliding_window", "decoder_sparse_step",
+                         "mlp_only_layers", "clip_qkv", "rope_theta", "rope_parameters.factor", "rope_parameters.rope_type"]
+        func value() -> Any {
+            switch random.next() % 12 {
+            case 0: return Int(random.next() % 7) - 3
+            case 1: return 0
+            case 2: return 1
+            case 3: return Int(Int32.max)
+            case 4: return Int.max
+            case 5: return -Double(random.next() % 1000) / 7
+            case 6: return Double(random.next() % 1000) / 997
+            case 7: return [1e-320, 1e-45, 1e300, -1e300, 0.5, 2.5][Int(random.next() % 6)]
+            case 8: return "x"
+            case 9: return NSNull()
+            case 10: return [Int(random.next() % 5) - 1]
+            default: return random.next() % 2 == 0
+            }
+        }
+        var counts = (cases: 0, accepted: 0, configErrors: 0, otherTypedErrors: 0, nonFinite: 0)
+        for index in 0..<400 {
+            let fixture = fixtures[Int(random.next() % UInt64(fixtures.count))]
+            let config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: Fixtures.url("\(fixture)/config.json"))) as? [String: Any])
+            let keys = config.keys.sorted() + extraKeys
+            let key = keys[Int(random.next() % UInt64(keys.count))]
+            let mutation = Mutation(fixture: fixture, key: key, value: value())
+            let folder = try Self.mutatedCheckpoint(mutation, in: root, index: index)
+            counts.cases += 1
+            do {
+                let model = try MoEModel(directory: folder)
+                _ = try model.logits([1, 2, 3]).checkedFinite()
+                counts.accepted += 1
+            } catch is ConfigError {
+                counts.configErrors += 1
+            } catch let ModelError.nonFiniteLogits(position, token, value) {
+                counts.nonFinite += 1
+                print("non-finite logits: \(fixture): \(key) = \(mutation.value): \(value) at \(position), \(token)")
+            } catch is CheckpointError, is ModelError {
+                counts.otherTypedErrors += 1
+            } catch {
+                XCTFail("\(fixture): \(key) = \(mutation.value): untyped error \(type(of: error)): \(error)")
+            }
+        }
+        print("config fuzz (seed 16): \(counts.cases) cases, \(counts.accepted) accepted and run, \(counts.configErrors) ConfigError, "
+              + "\(counts.otherTypedErrors) other typed errors (wrong type, missing key, shape), \(counts.nonFinite) non-finite logits refused, 0 traps")
+        XCTAssertEqual(counts.cases, counts.accepted + counts.configErrors + counts.otherTypedErrors + counts.nonFinite)
+        XCTAssertGreaterThan(counts.configErrors, 0)
+        XCTAssertGreaterThan(counts.accepted, 0)
+    }
+
     func testNonFiniteLogitsAreAnError() throws {
         let finite = Matrix(rows: 2, columns: 3, values: [1, 2, 3, 4, 5, 6])
         XCTAssertEqual(try finite.checkedFinite(), finite)
@@ -203,5 +260,18 @@ final class ConfigValidationTests: XCTestCase {
                 XCTAssertEqual(token, 2)
             }
         }
+    }
+}
+
+/// A small seeded generator, so the fuzz run is the same every time.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
