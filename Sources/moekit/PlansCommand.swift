@@ -36,6 +36,7 @@ struct PlansCommand: ParsableCommand {
                         .joined(separator: "  ").trimmingCharacters(in: .whitespaces))
                 }
             }
+            for p in plans { if let problem = p.problem { lines.append("plan '\(p.name)' cannot be used: \(problem)") } }
             lines.append("profiles: " + (profiles.isEmpty ? "none" : profiles.joined(separator: ", ")))
             return lines.joined(separator: "\n")
         }

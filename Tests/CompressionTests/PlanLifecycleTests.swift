@@ -138,6 +138,11 @@ final class PlanLifecycleTests: PlanFixtureCase {
         }
         XCTAssertEqual(try store.expertKeys(), keys)
         XCTAssertFalse(plan.storeReferences.experts.isEmpty)
+        // `plans` still lists it, with its problem, so that it can be found and removed.
+        let garbled = try XCTUnwrap(try StoreHygiene.plans(in: store).first { $0.name == "garbled" })
+        XCTAssertNotNil(garbled.problem)
+        try StoreHygiene.removePlan("garbled", from: store)
+        XCTAssertGreaterThan(try StoreHygiene.collectGarbage(in: store).expertRecords, 0)
     }
 
     /// LMDB reuses the pages gc frees: slimming the same plan again and again after

@@ -20,31 +20,42 @@ public enum StoreHygiene {
         public var derivedBytes: Int
         /// Of those, the bytes no other plan references: what `rm` then `gc` frees.
         public var exclusiveBytes: Int
+        /// Why the document cannot be used (it does not decode, or does not fit the model); nil when it can.
+        public var problem: String?
     }
 
-    /// Every stored plan, sorted by name. A document that does not decode is reported by name.
+    /// Every stored plan, sorted by name. A document that does not decode or does not fit the
+    /// model is listed with its problem (and no bytes), so that it can be found and removed.
     public static func plans(in store: ExpertStore) throws -> [PlanEntry] {
         let (description, fingerprint) = (try store.modelDescription(), try store.fingerprint())
         // Listed under their document names, which are what `--plan` and `rm` take.
         let names = try store.plans.names()
-        let plans = try names.map { name -> CompressionPlan in
-            guard let plan = try store.plans.get(CompressionPlan.self, named: name) else {
-                throw StoreError.missingRecord(path: store.path, record: "plan '\(name)'")
+        let plans = names.map { name -> Result<CompressionPlan, any Error> in
+            Result {
+                guard let plan = try store.plans.get(CompressionPlan.self, named: name) else {
+                    throw StoreError.missingRecord(path: store.path, record: "plan '\(name)'")
+                }
+                // Its references are only meaningful (and only computable) for a plan that fits the model.
+                try plan.validate(against: description, fingerprint: fingerprint)
+                return plan
             }
-            // Its references are only meaningful (and only computable) for a plan that fits the model.
-            try plan.validate(against: description, fingerprint: fingerprint)
-            return plan
         }
-        let references = plans.map(\.storeReferences)
+        let references = plans.map { (try? $0.get())?.storeReferences ?? StoreReferences() }
         return try plans.indices.map { i in
+            let plan: CompressionPlan
+            switch plans[i] {
+            case let .success(decoded): plan = decoded
+            case let .failure(error):
+                return PlanEntry(name: names[i], method: "?", expertBytes: 0, denseBytes: nil, slots: 0, routableExperts: 0,
+                                 derivedBytes: 0, exclusiveBytes: 0, problem: "\(error)")
+            }
             var others = StoreReferences()
             for (j, other) in references.enumerated() where j != i { others.formUnion(other) }
-            let plan = plans[i]
             return PlanEntry(name: names[i], method: plan.recipe.method,
                              expertBytes: plan.expectedExpertBytes, denseBytes: plan.expectedDenseBytes, slots: plan.slotCount,
                              routableExperts: plan.routableExpertCount,
                              derivedBytes: try store.storedBytes(of: references[i]),
-                             exclusiveBytes: try store.storedBytes(of: references[i].subtracting(others)))
+                             exclusiveBytes: try store.storedBytes(of: references[i].subtracting(others)), problem: nil)
         }
     }
 
@@ -76,7 +87,7 @@ public enum StoreHygiene {
                     try plan.validate(against: description, fingerprint: fingerprint)
                     used.formUnion(plan.storeReferences)
                 } catch {
-                    throw StoreError.malformedDocument(path: store.path, record: "plan '\(name)'", reason: "\(error); gc deleted nothing")
+                    throw StoreError.malformedDocument(path: store.path, record: "plan '\(name)'", reason: "\(error); gc deleted nothing (remove it with `moekit rm --plan \(name)`)")
                 }
             }
             return used

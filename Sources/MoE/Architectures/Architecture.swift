@@ -87,7 +87,7 @@ struct CommonConfig {
             throw CheckpointError.malformedConfig(file: file, reason: "unsupported rope_type '\(kind)' (supported: default, linear, yarn)")
         }
         let theta = try config.real(p.ropeTheta, config.ropeThetaKey, kind == "yarn" ? .aboveOne : .positive, file: file) ?? defaultTheta
-        try config.checkRopeScaling(p, kind: kind, file: file)
+        try config.checkRopeScaling(p, file: file)
         let fraction = try config.real(config.partialRotaryFactor, "partial_rotary_factor", .fraction, file: file) ?? 1
         // RoPE rotates pairs of dimensions: an odd or empty count has no meaning.
         let rotated = Int(Double(dimensions) * fraction)

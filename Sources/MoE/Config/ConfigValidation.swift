@@ -75,7 +75,7 @@ extension HFConfig {
     }
 
     /// Checks the RoPE scaling parameters that `RotaryEmbedding` divides by or takes the log of.
-    func checkRopeScaling(_ p: RopeParameters, kind: String, file: String) throws {
+    func checkRopeScaling(_ p: RopeParameters, file: String) throws {
         let prefix = ropeKeyPrefix
         _ = try real(p.factor, "\(prefix).factor", .positive, file: file)
         _ = try optionalInteger(p.originalMaxPositionEmbeddings, "\(prefix).original_max_position_embeddings",
