@@ -18,7 +18,7 @@ struct LogitsCommand: ParsableCommand {
 
     func run() throws {
         let parsed = ids.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces))! }
-        let logits = try source.loadModel().logits(parsed)
+        let logits = try source.loadModel().logits(parsed).checkedFinite()
         var out = "{\"logits\": ["
         for r in 0..<logits.rows {
             if r > 0 { out += ", " }

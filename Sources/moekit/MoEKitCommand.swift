@@ -9,6 +9,6 @@ struct MoEKitCommand: AsyncParsableCommand {
         commandName: "moekit",
         abstract: "Make Mixture-of-Experts language models small enough to run where they are needed.",
         subcommands: [InspectCommand.self, TokenizeCommand.self, LogitsCommand.self, GenerateCommand.self, ImportCommand.self, ExportCommand.self,
-                      ProfileCommand.self, PlotCommand.self, SlimCommand.self, EvalCommand.self, DemoCommand.self, ServeCommand.self, BenchCommand.self]
+                      ProfileCommand.self, PlotCommand.self, SlimCommand.self, PlansCommand.self, RemoveCommand.self, GarbageCollectCommand.self, EvalCommand.self, DemoCommand.self, ServeCommand.self, BenchCommand.self]
     )
 }

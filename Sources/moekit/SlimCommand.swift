@@ -27,6 +27,7 @@ struct SlimCommand: ParsableCommand {
     @OptionGroup var storeOption: StoreOption
     @Option(help: "The routing profile to build from.") var profile: String
     @Option(help: "Name of the plan to store.") var name: String
+    @Flag(help: "Overwrite a stored plan of the same --name (its old derived records are left for `moekit gc`).") var replace = false
     @Option(help: "Prune by criterion: \(Criterion.allCases.map(\.rawValue).joined(separator: ", ")).") var prune: String?
     @Option(help: "Merge instead of pruning: hc-smoe or m-smoe.") var merge: String?
     @Option(help: "Fraction of experts kept (pruning) or of groups left (merging).") var keep: Double = 1
@@ -47,6 +48,7 @@ struct SlimCommand: ParsableCommand {
     @Flag(help: "Print the summary as JSON (and no progress).") var json = false
 
     func validate() throws {
+        try PlanNames.checkNew(name)
         if prune != nil && merge != nil { throw ValidationError("choose --prune or --merge, not both") }
         if prune == nil && merge == nil && bits == nil && uniformBits == nil && denseBits == nil {
             throw ValidationError("nothing to do: give --prune, --merge, --bits, --uniform-bits or --dense-bits")
@@ -68,6 +70,7 @@ struct SlimCommand: ParsableCommand {
 
     func run() throws {
         let store = try ExpertStore(url: storeOption.url, readOnly: false)
+        try PlanNames.checkAvailable(name, in: store, replace: replace)
         guard let routing = try store.profiles.get(RoutingProfile.self, named: profile) else {
             throw ValidationError("no profile named '\(profile)' in \(store.path); stored: \(try store.profiles.names().joined(separator: ", "))")
         }

@@ -18,8 +18,10 @@ extension StoreTestCase {
         return binary
     }
 
-    func start(_ arguments: [String], environment: [String: String] = [:]) throws -> (Process, URL, URL) {
+    /// `directory`: the working directory (by default this process's).
+    func start(_ arguments: [String], environment: [String: String] = [:], directory: URL? = nil) throws -> (Process, URL, URL) {
         let process = Process()
+        if let directory { process.currentDirectoryURL = directory }
         process.executableURL = try moekit()
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
@@ -41,8 +43,8 @@ extension StoreTestCase {
                    stdout: try String(contentsOf: out, encoding: .utf8), stderr: try String(contentsOf: err, encoding: .utf8))
     }
 
-    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Run {
-        try finish(try start(arguments, environment: environment))
+    func run(_ arguments: [String], environment: [String: String] = [:], directory: URL? = nil) throws -> Run {
+        try finish(try start(arguments, environment: environment, directory: directory))
     }
 
 }

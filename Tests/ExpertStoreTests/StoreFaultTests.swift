@@ -173,7 +173,7 @@ final class StoreFaultTests: StoreTestCase {
     /// The map only grows while no reader of this process could have pointers into it.
     func testMapDoesNotGrowUnderALiveReader() throws {
         let directory = scratchURL("env")
-        let environment = try LMDBEnvironment(directory: directory, readOnly: false, mapSize: 1 << 20)
+        let environment = try LMDBEnvironment(directory: directory, readOnly: false, create: true, mapSize: 1 << 20)
         let database = try XCTUnwrap(try environment.openDatabase("test", create: true))
         try environment.write { txn in try txn.put(database, Array("small".utf8), [1, 2, 3]) }
         let big = [UInt8](repeating: 7, count: 3 << 20)

@@ -297,6 +297,34 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(pieces(.removed, invert: true), ["-", "-", "-", "-"])
     }
 
+    /// transformers' converters write `continuing_subword_prefix: ""` and `end_of_word_suffix: ""`;
+    /// such a file is the same tokenizer as one without the fields.
+    func testEmptySubwordAffixesMeanAbsent() throws {
+        let url = Self.directory.appendingPathComponent("gpt2style/tokenizer.json")
+        var json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        var model = try XCTUnwrap(json["model"] as? [String: Any])
+        model["continuing_subword_prefix"] = ""
+        model["end_of_word_suffix"] = ""
+        json["model"] = model
+        let withEmpty = try Tokenizer(data: JSONSerialization.data(withJSONObject: json), file: "empty-affixes.json")
+        model.removeValue(forKey: "continuing_subword_prefix")
+        model.removeValue(forKey: "end_of_word_suffix")
+        json["model"] = model
+        let without = try Tokenizer(data: JSONSerialization.data(withJSONObject: json), file: "no-affixes.json")
+        let reference = try XCTUnwrap(Self.reference.tokenizers["gpt2style"])
+        XCTAssertEqual(reference.rows.count, Self.texts.count)
+        for (text, row) in zip(Self.texts, reference.rows) {
+            XCTAssertEqual(withEmpty.encode(text), without.encode(text), Self.describe(text))
+            XCTAssertEqual(withEmpty.encode(text), row.ids, Self.describe(text))
+        }
+        // A non-empty affix changes the merges and stays refused.
+        model["continuing_subword_prefix"] = "##"
+        json["model"] = model
+        XCTAssertThrowsError(try Tokenizer(data: JSONSerialization.data(withJSONObject: json), file: "prefix.json")) { error in
+            XCTAssertTrue(String(describing: error).contains("continuing_subword_prefix"), "\(error)")
+        }
+    }
+
     // MARK: Errors
 
     func testErrorsNameTheFileAndTheProblem() throws {

@@ -58,9 +58,9 @@ public struct Evaluator {
                          progress: (Int, Int) -> Void = { _, _ in }) throws -> [EvaluationResult] {
         var scores = Scores(candidates: candidates.count)
         for (w, ids) in windows.enumerated() {
-            let referenceLogits = try reference.logits(ids)
+            let referenceLogits = try reference.logits(ids).checkedFinite()
             let logits = try candidates.enumerated().map { c, candidate in
-                try scores.timed(c) { try candidate.model.logits(ids) }
+                try scores.timed(c) { try candidate.model.logits(ids) }.checkedFinite()
             }
             scores.add(ids: ids, reference: referenceLogits, candidates: logits)
             progress(w + 1, windows.count)
@@ -102,15 +102,16 @@ public struct Evaluator {
         // The reference head stays loaded; each candidate's (its own when it quantized it) is
         // loaded in turn, so at most two heads are in memory and no logits are kept.
         let referenceHead = try runner.head()
-        let referenceLogits = { (w: Int) in referenceHead.logits(referenceHidden[w]) }
+        let referenceLogits = { (w: Int) in try referenceHead.logits(referenceHidden[w]).checkedFinite() }
         for (w, ids) in windows.enumerated() {
-            scores.addReference(ids: ids, logProbabilities: Scores.logProbabilities(referenceLogits(w), count: ids.count - 1))
+            scores.addReference(ids: ids, logProbabilities: Scores.logProbabilities(try referenceLogits(w), count: ids.count - 1))
         }
         for (c, candidate) in candidates.enumerated() {
             let head = candidate.tensors == nil ? referenceHead : try runnerFor(candidate).head()
             for (w, ids) in windows.enumerated() {
-                let q = Scores.logProbabilities(referenceLogits(w), count: ids.count - 1)
-                scores.add(candidate: c, ids: ids, referenceLogProbabilities: q, logits: scores.timed(c) { head.logits(candidateHidden[c][w]) })
+                let q = Scores.logProbabilities(try referenceLogits(w), count: ids.count - 1)
+                let logits = try scores.timed(c) { head.logits(candidateHidden[c][w]) }.checkedFinite()
+                scores.add(candidate: c, ids: ids, referenceLogProbabilities: q, logits: logits)
             }
         }
         return scores.results(plans: candidates.map(\.plan), expertBytes: candidates.map(\.expertBytes),

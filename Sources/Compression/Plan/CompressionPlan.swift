@@ -85,6 +85,10 @@ public struct CompressionPlan: Codable, Sendable, Equatable {
                     throw PlanError.invalid(plan: name, reason: "layer \(l) routes to \(map.slotCount) slots but defines \(layer.slots.count)")
                 }
                 for slot in layer.slots {
+                    // A slot's record is stored under its first expert (`SlotPlan.record`).
+                    guard !slot.experts.isEmpty else {
+                        throw PlanError.invalid(plan: name, reason: "layer \(l) has a slot that names no expert")
+                    }
                     for e in slot.experts where !(0..<moe.expertCount).contains(e) {
                         throw PlanError.invalid(plan: name, reason: "layer \(l) names expert \(e), which does not exist (the layer has \(moe.expertCount))")
                     }

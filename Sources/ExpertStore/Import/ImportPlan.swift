@@ -1,3 +1,4 @@
+import Foundation
 import MoE
 
 /// Which checkpoint tensors become dense records and which become expert records, after
@@ -11,6 +12,9 @@ struct ImportPlan {
     init(checkpoint: CheckpointDirectory, description: ModelDescription) throws {
         var expertNames = Set<String>()
         var expertBytes = 0
+        try description.checkConfigAgainstTensors(file: URL(fileURLWithPath: checkpoint.location).appendingPathComponent("config.json").path) {
+            checkpoint.contains($0) ? try checkpoint.shape($0) : nil
+        }
         for spec in description.tensorInventory {
             guard checkpoint.contains(spec.name) else {
                 throw StoreError.checkpointMismatch(checkpoint: checkpoint.location, reason: "tensor '\(spec.name)' that config.json implies is missing")

@@ -66,7 +66,7 @@ public struct StoreImporter {
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
         let records = plan.denseNames.count + plan.expertCount
         let estimate = checkpoint.storedBytes + checkpoint.storedBytes / 8 + records * 2 * pageSize + (64 << 20)
-        let environment = try LMDBEnvironment.open(directory: storeURL, readOnly: false, mapSize: initialMapSize ?? estimate)
+        let environment = try LMDBEnvironment.open(directory: storeURL, readOnly: false, create: true, mapSize: initialMapSize ?? estimate)
 
         // Decide before writing anything, so a refused import leaves the store untouched.
         let existing = try Self.existingMeta(environment, StoreSchema.MetaKey.importState).map { try Self.decodeState($0, environment) }

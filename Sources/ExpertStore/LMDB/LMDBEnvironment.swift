@@ -1,5 +1,6 @@
 import CLMDB
 import Foundation
+import Synchronization
 
 /// An LMDB environment: one directory holding `data.mdb` and `lock.mdb`, with named
 /// databases inside. This file and `LMDBTransaction.swift` are the only places that
@@ -28,14 +29,16 @@ final class LMDBEnvironment: @unchecked Sendable {
     static let maxDatabases: UInt32 = 8
     static let dataFile = "data.mdb"
 
-    /// Opens (and, when writable, creates) the environment in `directory`. `mapSize` is the
-    /// initial map size for a writer; LMDB never maps less than the data already committed.
-    init(directory: URL, readOnly: Bool, mapSize: Int? = nil) throws {
+    /// Opens the environment in `directory`; `create` (writable only) makes it when it does
+    /// not exist. Only `import` creates a store: any other command that opens a path where
+    /// there is none fails without leaving an empty store behind. `mapSize` is the initial
+    /// map size for a writer; LMDB never maps less than the data already committed.
+    init(directory: URL, readOnly: Bool, create: Bool = false, mapSize: Int? = nil) throws {
         path = directory.path
         self.readOnly = readOnly
         let fm = FileManager.default
         let dataURL = directory.appendingPathComponent(Self.dataFile)
-        if readOnly {
+        if readOnly || !create {
             guard fm.fileExists(atPath: dataURL.path) else {
                 throw StoreError.notAStore(path: path, reason: "there is no \(Self.dataFile) in it; create the store with `moekit import --store \(path)`")
             }
@@ -79,14 +82,14 @@ final class LMDBEnvironment: @unchecked Sendable {
     /// must not have one environment open twice in a process: closing the second copy
     /// would drop the first one's file locks. A writer is refused while the store is open
     /// read-only here; a reader gets the open writable environment.
-    static func open(directory: URL, readOnly: Bool, mapSize: Int? = nil) throws -> LMDBEnvironment {
+    static func open(directory: URL, readOnly: Bool, create: Bool = false, mapSize: Int? = nil) throws -> LMDBEnvironment {
         let key = directory.standardizedFileURL.resolvingSymlinksInPath().path
         return try registry.withLock { open in
             if let live = open[key]?.environment {
                 guard readOnly || !live.readOnly else { throw StoreError.openReadOnly(path: directory.path) }
                 return live
             }
-            let environment = try LMDBEnvironment(directory: directory, readOnly: readOnly, mapSize: mapSize)
+            let environment = try LMDBEnvironment(directory: directory, readOnly: readOnly, create: create, mapSize: mapSize)
             open[key] = WeakEnvironment(environment: environment)
             return environment
         }
@@ -98,15 +101,14 @@ final class LMDBEnvironment: @unchecked Sendable {
         weak var environment: LMDBEnvironment?
     }
 
-    private final class Registry: @unchecked Sendable {
-        private let lock = NSLock()
-        private var open = [String: WeakEnvironment]()
+    private final class Registry: Sendable {
+        private let open = Mutex([String: WeakEnvironment]())
 
-        func withLock<T>(_ body: (inout [String: WeakEnvironment]) throws -> T) rethrows -> T {
-            lock.lock()
-            defer { lock.unlock() }
-            open = open.filter { $0.value.environment != nil }
-            return try body(&open)
+        func withLock<T>(_ body: (inout [String: WeakEnvironment]) throws -> T) throws -> T {
+            try open.withLock { open in
+                open = open.filter { $0.value.environment != nil }
+                return try body(&open)
+            }
         }
     }
 

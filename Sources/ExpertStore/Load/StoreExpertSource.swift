@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import MoE
 
 /// Experts fetched from the store one record at a time: an `ExpertSource` for the forward
@@ -17,7 +18,7 @@ import MoE
 /// widening and every forward pass run concurrently. The trade-off: while a source is alive,
 /// a writer in another process cannot reuse the pages of this snapshot, so the file grows
 /// instead; release sources you no longer need.
-public final class StoreExpertSource: ExpertSource, @unchecked Sendable {
+public final class StoreExpertSource: ExpertSource, Sendable {
     public let store: ExpertStore
     public let variant: ExpertVariant
     /// The experts this source may load; nil allows all.
@@ -32,8 +33,7 @@ public final class StoreExpertSource: ExpertSource, @unchecked Sendable {
     public let inPlace: Bool
     private let description: ModelDescription
     private let snapshot: LMDBSnapshot
-    private let lock = NSLock()
-    private var loaded = [ExpertID: any Expert]()
+    private let loaded = Mutex([ExpertID: any Expert]())
 
     public init(store: ExpertStore, variant: ExpertVariant = .original, allowing allowed: Set<ExpertID>? = nil,
                 precision: WeightPrecision = .stored, inPlace: Bool = false) throws {
@@ -56,20 +56,17 @@ public final class StoreExpertSource: ExpertSource, @unchecked Sendable {
 
     public func expert(layer: Int, index: Int) throws -> any Expert {
         let id = ExpertID(layer: layer, expert: index)
-        lock.lock()
-        let cached = loaded[id]
-        lock.unlock()
-        if let cached { return cached }
+        if let cached = loaded.withLock({ $0[id] }) { return cached }
         if let allowed, !allowed.contains(id) {
             throw StoreError.expertNotLoaded(path: store.path, layer: layer, expert: index, allowedCount: allowed.count)
         }
         let made = try makeExpert(id)
-        lock.lock()
-        defer { lock.unlock() }
         // Another thread may have loaded it meanwhile; keep the first so all callers share one.
-        if let existing = loaded[id] { return existing }
-        loaded[id] = made
-        return made
+        return loaded.withLock { loaded in
+            if let existing = loaded[id] { return existing }
+            loaded[id] = made
+            return made
+        }
     }
 
     /// A new copy of one expert, built as `expert(layer:index:)` builds it but not kept here:
@@ -94,15 +91,11 @@ public final class StoreExpertSource: ExpertSource, @unchecked Sendable {
 
     /// Bytes of expert weights loaded so far (mapped f32 weights count once touched).
     public var residentBytes: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return loaded.values.reduce(0) { $0 + $1.residentBytes }
+        loaded.withLock { $0.values.reduce(0) { $0 + $1.residentBytes } }
     }
 
     public var loadedCount: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return loaded.count
+        loaded.withLock { $0.count }
     }
 
     private func makeExpert(_ id: ExpertID) throws -> any Expert {

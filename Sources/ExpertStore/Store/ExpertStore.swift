@@ -32,6 +32,11 @@ public final class ExpertStore: @unchecked Sendable {
             throw StoreError.importIncomplete(path: path, completedLayers: state.completedLayers.count,
                                               totalLayers: state.moeLayers.count, source: state.source)
         }
+        // Stores imported before config.json was range-checked may hold a description that
+        // traps later (a zero top-k): the kept config.json is checked again on every open.
+        if let config = try file("config.json") {
+            _ = try Architectures.describe(configData: config, file: "config.json in \(path)")
+        }
     }
 
     /// Opens the databases of `environment` whatever the import state (the importer's way in).

@@ -21,19 +21,47 @@ public enum Architectures {
 }
 
 /// The parts that most families share, so each family file states only what is its own.
+/// Every value is range-checked as it is read (`ConfigValidation.swift`).
 struct CommonConfig {
     let config: HFConfig
     let file: String
 
-    var vocabularySize: Int { get throws { try config.require(config.vocabSize, "vocab_size", file: file) } }
-    var hiddenSize: Int { get throws { try config.require(config.hiddenSize, "hidden_size", file: file) } }
-    var layerCount: Int { get throws { try config.require(config.numHiddenLayers, "num_hidden_layers", file: file) } }
-    var headCount: Int { get throws { try config.require(config.numAttentionHeads, "num_attention_heads", file: file) } }
-    var expertCount: Int { get throws { try config.require(config.expertCount, "num_experts", file: file) } }
-    var topK: Int { get throws { try config.require(config.numExpertsPerTok, "num_experts_per_tok", file: file) } }
+    var vocabularySize: Int { get throws { try config.integer(config.vocabSize, "vocab_size", in: 1...ConfigLimits.vocabulary, file: file) } }
+    var hiddenSize: Int { get throws { try config.integer(config.hiddenSize, "hidden_size", in: 1...ConfigLimits.width, file: file) } }
+    var layerCount: Int { get throws { try config.integer(config.numHiddenLayers, "num_hidden_layers", in: 1...ConfigLimits.layers, file: file) } }
+    var headCount: Int { get throws { try config.integer(config.numAttentionHeads, "num_attention_heads", in: 1...ConfigLimits.heads, file: file) } }
+    var expertCount: Int {
+        get throws { try config.integer(config.expertCount, config.expertCountKey, in: 1...ConfigLimits.experts, file: file) }
+    }
+    /// The router's top-k: at least one expert, at most all of them.
+    var topK: Int { get throws { try config.integer(config.numExpertsPerTok, "num_experts_per_tok", in: 1...expertCount, file: file) } }
+
+    /// Key/value heads (default: one per query head); each is shared by the same number of query heads.
+    var keyValueHeadCount: Int {
+        get throws {
+            let heads = try headCount
+            guard let kv = config.numKeyValueHeads else { return heads }
+            guard kv >= 1, kv <= heads, heads % kv == 0 else {
+                let divisors = (1...heads).filter { heads % $0 == 0 }.map(String.init).joined(separator: ", ")
+                throw config.outOfRange("num_key_value_heads", kv, "a divisor of num_attention_heads \(heads): \(divisors)", file: file)
+            }
+            return kv
+        }
+    }
 
     var headDim: Int {
-        get throws { try config.headDim ?? (hiddenSize / headCount) }
+        get throws {
+            if let given = config.headDim { return try config.integer(given, "head_dim", in: 1...ConfigLimits.headDim, file: file) }
+            // Without head_dim, transformers uses hidden_size // num_attention_heads.
+            let (hidden, heads) = (try hiddenSize, try headCount)
+            guard heads <= hidden else { throw config.outOfRange("num_attention_heads", heads, "1...hidden_size (\(hidden)) when head_dim is absent", file: file) }
+            return hidden / heads
+        }
+    }
+
+    /// A feed-forward width the family requires.
+    func width(_ value: Int?, _ key: String) throws -> Int {
+        try config.integer(value, key, in: 1...ConfigLimits.width, file: file)
     }
 
     /// Grouped-query attention as Mixtral, Qwen and OLMoE use it.
@@ -42,22 +70,33 @@ struct CommonConfig {
         let heads = try headCount
         let headDim = try headDim
         return AttentionDescription(
-            headCount: heads, keyValueHeadCount: config.numKeyValueHeads ?? heads,
+            headCount: heads, keyValueHeadCount: try keyValueHeadCount,
             queryKeyHeadDim: headDim, valueHeadDim: headDim, qkvBias: qkvBias, outputBias: false,
-            qkNorm: qkNorm, clipQKV: clipQKV, slidingWindow: slidingWindow, latent: nil,
-            softmaxScale: 1 / Float(headDim).squareRoot())
+            qkNorm: qkNorm, clipQKV: clipQKV,
+            slidingWindow: try config.optionalInteger(slidingWindow, "sliding_window", in: 1...ConfigLimits.positions, file: file),
+            latent: nil, softmaxScale: 1 / Float(headDim).squareRoot())
     }
 
-    /// RoPE over `dimensions` per head, from `rope_parameters` or `rope_theta`/`rope_scaling`.
-    func rope(dimensions: Int, interleaved: Bool = false, defaultTheta: Double = 10_000) throws -> RoPEDescription {
+    /// RoPE over `dimensions` per head (read from `dimensionsKey`), from `rope_parameters`
+    /// or `rope_theta`/`rope_scaling`.
+    func rope(dimensions: Int, dimensionsKey: String = "head_dim", interleaved: Bool = false,
+              defaultTheta: Double = 10_000) throws -> RoPEDescription {
         let p = config.rope
         let kind = p.kind
         guard ["default", "linear", "yarn"].contains(kind) else {
             throw CheckpointError.malformedConfig(file: file, reason: "unsupported rope_type '\(kind)' (supported: default, linear, yarn)")
         }
-        let rotated = Int(Double(dimensions) * (config.partialRotaryFactor ?? 1))
+        let theta = try config.real(p.ropeTheta, config.ropeThetaKey, kind == "yarn" ? .aboveOne : .positive, file: file) ?? defaultTheta
+        try config.checkRopeScaling(p, file: file)
+        let fraction = try config.real(config.partialRotaryFactor, "partial_rotary_factor", .fraction, file: file) ?? 1
+        // RoPE rotates pairs of dimensions: an odd or empty count has no meaning.
+        let rotated = Int(Double(dimensions) * fraction)
+        guard rotated >= 2, rotated % 2 == 0 else {
+            let key = config.partialRotaryFactor == nil ? dimensionsKey : "\(dimensionsKey) × partial_rotary_factor"
+            throw config.outOfRange(key, rotated, "an even number ≥ 2 (RoPE rotates pairs of dimensions)", file: file)
+        }
         return RoPEDescription(
-            theta: p.ropeTheta ?? defaultTheta, dimensions: rotated, interleaved: interleaved, kind: kind,
+            theta: theta, dimensions: rotated, interleaved: interleaved, kind: kind,
             factor: p.factor, originalMaxPositionEmbeddings: p.originalMaxPositionEmbeddings,
             betaFast: p.betaFast, betaSlow: p.betaSlow, mscale: p.mscale, mscaleAllDim: p.mscaleAllDim,
             attentionFactor: p.attentionFactor, truncate: p.truncate)
@@ -66,12 +105,16 @@ struct CommonConfig {
     /// Qwen-style layer schedule: a layer is sparse unless listed in `mlp_only_layers`
     /// or skipped by `decoder_sparse_step`.
     func qwenLayers(moe: MoEDescription) throws -> [FeedForwardDescription] {
-        let step = max(config.decoderSparseStep ?? 1, 1)
+        let layers = try layerCount
+        let step = try config.optionalInteger(config.decoderSparseStep, "decoder_sparse_step", in: 1...ConfigLimits.layers, file: file) ?? 1
         let denseOnly = Set(config.mlpOnlyLayers ?? [])
+        if let outside = denseOnly.sorted().first(where: { !(0..<layers).contains($0) }) {
+            throw config.outOfRange("mlp_only_layers", outside, "layer indices in 0..<\(layers)", file: file)
+        }
         let intermediate = config.intermediateSize
-        return try (0..<layerCount).map { l in
-            if !denseOnly.contains(l) && moe.expertCount > 0 && (l + 1) % step == 0 { return .moe(moe) }
-            return .dense(intermediateSize: try config.require(intermediate, "intermediate_size", file: file))
+        return try (0..<layers).map { l in
+            if !denseOnly.contains(l) && (l + 1) % step == 0 { return .moe(moe) }
+            return .dense(intermediateSize: try width(intermediate, "intermediate_size"))
         }
     }
 
@@ -84,9 +127,10 @@ struct CommonConfig {
                      layers: [FeedForwardDescription], names: TensorNames, tiedByDefault: Bool) throws -> ModelDescription {
         ModelDescription(
             family: family, vocabularySize: try vocabularySize, hiddenSize: try hiddenSize,
-            rmsNormEpsilon: Float(config.rmsNormEps ?? 1e-6),
+            rmsNormEpsilon: Float(try config.real(config.rmsNormEps, "rms_norm_eps", .positiveFloat, file: file) ?? 1e-6),
             tieWordEmbeddings: config.tieWordEmbeddings ?? tiedByDefault,
-            maxPositionEmbeddings: config.maxPositionEmbeddings ?? 4096,
+            maxPositionEmbeddings: try config.optionalInteger(config.maxPositionEmbeddings, "max_position_embeddings",
+                                                              in: 1...ConfigLimits.positions, file: file) ?? 4096,
             attention: attention, rope: rope, layers: layers, names: names,
             bosTokenID: config.bosTokenId, eosTokenIDs: config.eosTokenId?.ids ?? [])
     }

@@ -5,7 +5,7 @@ enum Mixtral {
         let common = CommonConfig(config: config, file: file)
         let moe = MoEDescription(
             router: try common.softmaxRouter(normalize: true),
-            expertIntermediateSize: try config.require(config.intermediateSize, "intermediate_size", file: file),
+            expertIntermediateSize: try common.width(config.intermediateSize, "intermediate_size"),
             sharedExpert: nil)
         return try common.description(
             family: .mixtral,

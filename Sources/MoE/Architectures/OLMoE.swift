@@ -5,12 +5,12 @@ enum OLMoE {
         let common = CommonConfig(config: config, file: file)
         let moe = MoEDescription(
             router: try common.softmaxRouter(normalize: config.normTopkProb ?? false),
-            expertIntermediateSize: try config.require(config.intermediateSize, "intermediate_size", file: file),
+            expertIntermediateSize: try common.width(config.intermediateSize, "intermediate_size"),
             sharedExpert: nil)
         return try common.description(
             family: .olmoe,
             attention: try common.groupedAttention(qkvBias: config.attentionBias ?? false, qkNorm: .wholeProjection,
-                                                   clipQKV: config.clipQkv.map(Float.init)),
+                                                   clipQKV: try config.real(config.clipQkv, "clip_qkv", .positive, file: file).map(Float.init)),
             rope: try common.rope(dimensions: try common.headDim),
             layers: Array(repeating: .moe(moe), count: try common.layerCount),
             names: TensorNames(),

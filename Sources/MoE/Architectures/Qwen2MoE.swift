@@ -4,11 +4,13 @@ enum Qwen2MoE {
     static func describe(_ config: HFConfig, file: String) throws -> ModelDescription {
         let common = CommonConfig(config: config, file: file)
         try common.rejectSlidingWindow()
-        let shared = (config.sharedExpertIntermediateSize ?? 0) > 0
-            ? SharedExpertDescription(intermediateSize: config.sharedExpertIntermediateSize!, gated: true) : nil
+        // 0 (or absent) means no shared expert.
+        let sharedWidth = try config.optionalInteger(config.sharedExpertIntermediateSize, "shared_expert_intermediate_size",
+                                                     in: 0...ConfigLimits.width, file: file) ?? 0
+        let shared = sharedWidth > 0 ? SharedExpertDescription(intermediateSize: sharedWidth, gated: true) : nil
         let moe = MoEDescription(
             router: try common.softmaxRouter(normalize: config.normTopkProb ?? false),
-            expertIntermediateSize: try config.require(config.moeIntermediateSize, "moe_intermediate_size", file: file),
+            expertIntermediateSize: try common.width(config.moeIntermediateSize, "moe_intermediate_size"),
             sharedExpert: shared)
         return try common.description(
             family: .qwen2Moe,

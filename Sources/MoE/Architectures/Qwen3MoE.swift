@@ -6,7 +6,7 @@ enum Qwen3MoE {
         try common.rejectSlidingWindow()
         let moe = MoEDescription(
             router: try common.softmaxRouter(normalize: config.normTopkProb ?? false),
-            expertIntermediateSize: try config.require(config.moeIntermediateSize, "moe_intermediate_size", file: file),
+            expertIntermediateSize: try common.width(config.moeIntermediateSize, "moe_intermediate_size"),
             sharedExpert: nil)
         return try common.description(
             family: .qwen3Moe,

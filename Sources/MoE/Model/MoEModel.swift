@@ -37,8 +37,9 @@ public final class MoEModel: Sendable {
     /// Opens a Hugging Face checkpoint folder and loads everything into memory.
     public convenience init(directory: URL, precision: WeightPrecision = .stored) throws {
         let checkpoint = try CheckpointDirectory(url: directory)
-        let description = try Architectures.describe(configData: try checkpoint.configData(),
-                                                     file: directory.appendingPathComponent("config.json").path)
+        let configFile = directory.appendingPathComponent("config.json").path
+        let description = try Architectures.describe(configData: try checkpoint.configData(), file: configFile)
+        try description.checkConfigAgainstTensors(file: configFile) { checkpoint.contains($0) ? try checkpoint.shape($0) : nil }
         try self.init(description: description, tensors: checkpoint, precision: precision)
     }
 

@@ -6,6 +6,9 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case noSuchExpert(layer: Int, expert: Int)
     case invalidExpertMap(layer: Int, reason: String)
     case generatorClosed
+    /// A logit that is NaN or infinite: the weights or the config drove the forward pass out
+    /// of range, and no number printed or scored from it would mean anything.
+    case nonFiniteLogits(position: Int, token: Int, value: Float)
 
     public var description: String {
         switch self {
@@ -21,6 +24,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
             return "the plan's expert map for layer \(layer) does not fit the model: \(reason)"
         case .generatorClosed:
             return "the batch generator has been closed and takes no new requests"
+        case let .nonFiniteLogits(position, token, value):
+            return "the model produced a non-finite logit (\(value)) for token \(token) at position \(position): its weights or config.json values are out of range"
         }
     }
 }

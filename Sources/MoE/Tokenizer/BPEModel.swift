@@ -1,10 +1,12 @@
 import Foundation
+import Synchronization
 
 /// Byte-level BPE by merge rank, as HF's `BPE` model: a word starts as one symbol per byte,
 /// and the adjacent pair with the lowest merge rank (leftmost among equals) is merged until no
 /// pair has a merge. Merges are resolved to ids up front; results are cached per word.
-final class BPEModel: @unchecked Sendable {
-    // Everything but the cache is immutable after init; the cache is guarded by `lock`.
+final class BPEModel: Sendable {
+    // Everything but the cache is immutable after init; the cache lives in a `Mutex`, so the
+    // compiler checks that it is only touched under the lock.
 
     /// Id of the single-byte token of each byte, -1 when the vocabulary lacks it.
     private let byteIDs: [Int32]
@@ -15,8 +17,7 @@ final class BPEModel: @unchecked Sendable {
     /// With `ignore_merges`: the id of every vocabulary token, by its bytes.
     private let wholeWords: [[UInt8]: Int]?
 
-    private let lock = NSLock()
-    private var cache = BPEWordCache()
+    private let cache = Mutex(BPEWordCache())
     /// Longer words are not cached (as in HF).
     private static let cacheableLength = 256
 
@@ -70,17 +71,12 @@ final class BPEModel: @unchecked Sendable {
         let cacheable = word.count < Self.cacheableLength
         let hash = cacheable ? BPEWordCache.hash(word) : 0
         if cacheable {
-            lock.lock()
-            let found = cache.lookup(word, hash: hash, into: &ids)
-            lock.unlock()
-            if found { return }
+            if cache.withLock({ $0.lookup(word, hash: hash, into: &ids) }) { return }
         }
         let merged = merge(word)
         for id in merged { ids.append(Int(id)) }
         if cacheable {
-            lock.lock()
-            cache.insert(word, hash: hash, ids: merged)
-            lock.unlock()
+            cache.withLock { $0.insert(word, hash: hash, ids: merged) }
         }
     }
 

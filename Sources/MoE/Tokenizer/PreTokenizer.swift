@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 // Splitting text into the pieces that BPE runs on, as HF's pre-tokenizers do.
 //
@@ -92,18 +93,15 @@ enum TokenizerSplitBehavior: String, Sendable {
 }
 
 /// A compiled Swift regex (for split patterns without a hand-written matcher). `Regex` is not
-/// `Sendable` (it compiles itself lazily), so matching is serialized by a lock.
-final class TokenizerRegex: @unchecked Sendable {
-    private let regex: Regex<AnyRegexOutput>
-    private let lock = NSLock()
+/// `Sendable` (it compiles itself lazily), so it is held in a `Mutex` and matching is serialized.
+final class TokenizerRegex: Sendable {
+    private let regex: Mutex<Regex<AnyRegexOutput>>
 
-    init(_ regex: Regex<AnyRegexOutput>) { self.regex = regex }
+    init(_ regex: sending Regex<AnyRegexOutput>) { self.regex = Mutex(regex) }
 
     /// The ranges of the non-overlapping matches in `string`, left to right.
     func matchRanges(in string: String) -> [Range<String.Index>] {
-        lock.lock()
-        defer { lock.unlock() }
-        return string.matches(of: regex).map(\.range)
+        regex.withLock { regex in string.matches(of: regex).map(\.range) }
     }
 }
 

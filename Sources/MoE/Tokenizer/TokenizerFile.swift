@@ -94,8 +94,10 @@ struct TokenizerModelSpec: Decodable {
         byteFallback = try container.decodeIfPresent(Bool.self, forKey: .byteFallback) ?? false
         fuseUnk = try container.decodeIfPresent(Bool.self, forKey: .fuseUnk) ?? false
         unkToken = try container.decodeIfPresent(String.self, forKey: .unkToken)
-        continuingSubwordPrefix = try container.decodeIfPresent(String.self, forKey: .continuingSubwordPrefix)
-        endOfWordSuffix = try container.decodeIfPresent(String.self, forKey: .endOfWordSuffix)
+        // transformers' converters write "" for both; an empty affix changes no merge, so
+        // it means the same as an absent one (only a non-empty affix is refused).
+        continuingSubwordPrefix = try container.decodeIfPresent(String.self, forKey: .continuingSubwordPrefix).flatMap { $0.isEmpty ? nil : $0 }
+        endOfWordSuffix = try container.decodeIfPresent(String.self, forKey: .endOfWordSuffix).flatMap { $0.isEmpty ? nil : $0 }
         dropout = try container.decodeIfPresent(Double.self, forKey: .dropout)
     }
 }
