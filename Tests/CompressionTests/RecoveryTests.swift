@@ -274,6 +274,23 @@ final class RecoveryPlanTests: PlanFixtureCase {
         XCTAssertLessThanOrEqual(try exportDifference(refit), 2e-5)
     }
 
+    func testQuantizationAfterRefitStartsFromTheRefitWeights() throws {
+        try open("olmoe")   // experts 32 wide: whole groups of 32
+        let refit = try slim("r") { $0.prune = .reap; $0.keepFraction = 0.5; $0.refit = true }
+        let quantized = try slim("rq") { $0.prune = .reap; $0.keepFraction = 0.5; $0.refit = true; $0.uniformBits = 8; $0.groupSize = 32 }
+        let provider = try StoreVariantProvider(store: store, precision: .float32)
+        for (s, slot) in quantized.layers[0]!.slots.enumerated() {
+            guard case let .expert(e, variant) = slot else { return XCTFail("\(slot)") }
+            XCTAssertEqual(variant, ExpertVariants.gptq(plan: "rq", bits: 8), "quantized for this plan, not the shared RTN record")
+            let q = try XCTUnwrap(provider.expert(layer: 0, expert: e, variant: variant) as? QuantizedExpert).dequantized()
+            let r = try XCTUnwrap(provider.expert(layer: 0, expert: e, variant: refit.layers[0]!.slots[s].record.variant) as? FeedForward)
+            let original = try Slimmer(store: store).originalExpert(layer: 0, expert: e)
+            // 8-bit codes of the refit down projection: far closer to it than to the original one.
+            let toRefit = maxAbsDifference(q.down.values, r.down.values), toOriginal = maxAbsDifference(q.down.values, original.down.values)
+            XCTAssertLessThan(toRefit * 4, toOriginal, "slot \(s)")
+        }
+    }
+
     func testLeastSquaresNovicesRecoverMoreThanMeanNovices() throws {
         let pruned = try slim("p") { $0.prune = .reap; $0.keepFraction = 0.25 }
         let lsq = try slim("lsq") { $0.prune = .reap; $0.keepFraction = 0.25; $0.noviceFraction = 0.25; $0.noviceFit = .leastSquares }
