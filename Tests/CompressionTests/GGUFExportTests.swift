@@ -170,6 +170,54 @@ final class GGUFExportTests: XCTestCase {
         XCTAssertThrowsError(try GGUFTokenizerMetadata.preTokenizerName(["type": "Metaspace"]))
     }
 
+    /// The other families' fixtures (no tokenizer of their own: the default model's is copied
+    /// in, its ids beyond the fixtures' 512 dropped) under llama.cpp's names for their graphs.
+    func testOtherFamiliesTensorNames() throws {
+        let fixtures = Self.model.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Tests/Fixtures")
+        let perLayer = ["attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate_inp",
+                        "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"]
+        let extra: [String: (architecture: String, names: [String])] = [
+            "qwen2_moe": ("qwen2moe", ["ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", "ffn_gate_inp_shexp"]),
+            "olmoe": ("olmoe", ["attn_q_norm", "attn_k_norm"]),
+            "mixtral": ("llama", []),
+        ]
+        let fm = FileManager.default
+        for (fixture, (architecture, names)) in extra.sorted(by: { $0.key < $1.key }) {
+            let checkpoint = directory.appendingPathComponent("ckpt-\(fixture)")
+            try fm.createDirectory(at: checkpoint, withIntermediateDirectories: true)
+            let files = try fm.contentsOfDirectory(atPath: fixtures.appendingPathComponent(fixture).path)
+                .filter { $0 == "config.json" || ($0.hasPrefix("model") && $0.contains(".safetensors")) }
+            for file in files {
+                try fm.copyItem(at: fixtures.appendingPathComponent("\(fixture)/\(file)"), to: checkpoint.appendingPathComponent(file))
+            }
+            for file in ["tokenizer.json", "tokenizer_config.json"] {
+                try fm.copyItem(at: Self.model.appendingPathComponent(file), to: checkpoint.appendingPathComponent(file))
+            }
+            let storeURL = directory.appendingPathComponent("store-\(fixture)")
+            _ = try StoreImporter(checkpoint: checkpoint, store: storeURL).run()
+            let fixtureStore = try ExpertStore(url: storeURL)
+            let url = directory.appendingPathComponent("\(fixture).gguf")
+            _ = try GGUFExporter(store: fixtureStore).export(plan: nil, to: url)
+            let file = try MiniGGUF(Array(Data(contentsOf: url)))
+            XCTAssertEqual(file["general.architecture"], "str:\(architecture)", fixture)
+            var expected = Set(["token_embd.weight", "output_norm.weight", "output.weight"])
+            for l in 0..<2 { for name in perLayer + names { expected.insert("blk.\(l).\(name).weight") } }
+            if fixture == "qwen2_moe" { for l in 0..<2 { for p in ["q", "k", "v"] { expected.insert("blk.\(l).attn_\(p).bias") } } }
+            XCTAssertEqual(Set(file.tensors.map(\.name)), expected, fixture)
+            XCTAssertEqual(file["\(architecture).expert_count"], "u32:8", fixture)
+            if fixture == "mixtral" {
+                // q's rows in llama.cpp's interleaved-pair order within each of the 4 heads.
+                let q = try StoreTensorProvider(store: fixtureStore).matrix("model.layers.1.self_attn.q_proj.weight")
+                let info = try XCTUnwrap(file.info("blk.1.attn_q.weight"))
+                let start = file.dataStart + info.offset
+                let stored = GGMLBlockEncoder.decode(Array(file.bytes[start..<(start + q.count * 4)]), as: .f32, count: q.count)
+                let order = GGUFArchitecture.interleavedRopeRows(rows: q.rows, heads: 4)
+                XCTAssertEqual(stored, order.flatMap { q.values[($0 * q.columns)..<(($0 + 1) * q.columns)] })
+                XCTAssertNotEqual(stored, q.values)
+            }
+        }
+    }
+
     func testMixtralQueryKeyRowsInterleaveEachHead() {
         // Head size 4 (half 2), two heads: rows (0, 2, 1, 3) then (4, 6, 5, 7), as
         // convert_hf_to_gguf.py's permute orders them.
