@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# tools/gguf-check/build-llama.sh: builds llama.cpp's llama-perplexity and llama-cli from the
-# source vendored in llama-cpp-python's sdist, for checking MoEKit's GGUF exports against the
-# program they are meant for. Prints the folder holding the two binaries.
+# tools/gguf-check/build-llama.sh: builds llama.cpp's llama-perplexity, llama-cli and
+# llama-completion from the source vendored in llama-cpp-python's sdist, for checking MoEKit's
+# GGUF exports against the program they are meant for. Prints the folder holding the binaries.
+# (llama-cli is chat-only in this llama.cpp; a raw greedy continuation of a prompt, without the
+# chat template, needs llama-completion -no-cnv.)
 #
 #   bash tools/gguf-check/build-llama.sh [--work DIR]
 #
@@ -58,14 +60,14 @@ cmake_flags=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OF
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF)
 build="$work/llama-build"
 stamp="$build/moekit-cmake-flags.txt"
-if [ -x "$build/bin/llama-perplexity" ] && [ -x "$build/bin/llama-cli" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$src ${cmake_flags[*]}" ]; then
-    log "reusing $build"
-else
+# A build made with other flags or source is started afresh; one made with these is only
+# brought up to date (a no-op when it is).
+if [ "$(cat "$stamp" 2>/dev/null)" != "$src ${cmake_flags[*]}" ]; then
     rm -rf "$build"
     nice -n 10 "$cmake_bin" -S "$src" -B "$build" "${cmake_flags[@]}" > "$work/cmake.log" 2>&1 ||
         { tail -30 "$work/cmake.log" >&2; die "cmake configure failed ($work/cmake.log)"; }
-    nice -n 10 "$cmake_bin" --build "$build" -j2 --target llama-perplexity llama-cli > "$work/build.log" 2>&1 ||
-        { tail -30 "$work/build.log" >&2; die "llama.cpp build failed ($work/build.log)"; }
     printf '%s' "$src ${cmake_flags[*]}" > "$stamp"
 fi
+nice -n 10 "$cmake_bin" --build "$build" -j2 --target llama-perplexity llama-cli llama-completion > "$work/build.log" 2>&1 ||
+    { tail -30 "$work/build.log" >&2; die "llama.cpp build failed ($work/build.log)"; }
 echo "$build/bin"

@@ -2,7 +2,8 @@
 # tools/gguf-check/run.sh: the default model's GGUF exports checked end to end. For each of
 # four plans (full BF16, REAP 50%, 8-bit g32, 4-bit g32) it exports GGUF and HF, compares every
 # GGUF tensor with the HF export (check.py compare), and runs llama-perplexity on held-out
-# python text against MoEKit's perplexity of the same text (check.py ppl). See README.md here.
+# python text against MoEKit's perplexity of the same text (check.py ppl), and the greedy
+# continuation of a fixed prompt by llama-completion against `moekit generate`. See README.md here.
 #
 #   bash tools/gguf-check/run.sh [--work DIR] [--moekit PATH] [--chunks 16]
 #
@@ -67,6 +68,8 @@ if [ ! -f "$work/.plans-ok" ]; then
     touch "$work/.plans-ok"
 fi
 
+prompt="def fibonacci(n):"
+new_tokens=32
 results="$work/results.jsonl"
 : > "$results"
 for plan in full reap50 q8g32 q4g32; do
@@ -86,5 +89,17 @@ for plan in full reap50 q8g32 q4g32; do
         > "$out.eval.json"
     "$py" -c "import json,sys; r=json.load(open(sys.argv[1]))[0]; print(json.dumps({'plan': sys.argv[2], 'moekit_eval_ppl_all_positions': r['perplexity'], 'tokens': r['tokens']}))" \
         "$out.eval.json" "$plan" | tee -a "$results"
+    log "$plan: greedy continuation"
+    "$moekit" generate --store "$store" "${plan_args[@]}" "$prompt" --max-tokens "$new_tokens" 2>/dev/null > "$out.moekit.txt"
+    "$llama_bin/llama-completion" -m "$out.gguf" -p "$prompt" -n "$new_tokens" --temp 0 -no-cnv --no-display-prompt \
+        -c 256 -t 2 --no-warmup 2>/dev/null < /dev/null > "$out.llama.txt" || true
+    "$py" - "$plan" "$out.moekit.txt" "$out.llama.txt" <<'EOF2' | tee -a "$results"
+import json, sys
+plan, ours, theirs = sys.argv[1], open(sys.argv[2]).read().rstrip(), open(sys.argv[3]).read().rstrip()
+theirs = theirs.removesuffix("[end of text]").rstrip()
+common = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+print(json.dumps({"plan": plan, "greedy_identical": ours == theirs, "common_prefix_chars": common,
+                  "moekit": ours, "llama": theirs}))
+EOF2
 done
 log "results: $results"
