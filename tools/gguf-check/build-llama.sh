@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# tools/gguf-check/build-llama.sh: builds llama.cpp's llama-perplexity, llama-cli and
-# llama-completion from the source vendored in llama-cpp-python's sdist, for checking MoEKit's
-# GGUF exports against the program they are meant for. Prints the folder holding the binaries.
-# (llama-cli is chat-only in this llama.cpp; a raw greedy continuation of a prompt, without the
-# chat template, needs llama-completion -no-cnv.)
+# tools/gguf-check/build-llama.sh: builds llama.cpp's llama-perplexity and llama-completion
+# from the source vendored in llama-cpp-python's sdist, for checking MoEKit's GGUF exports
+# against the program they are meant for. Prints the folder holding the binaries.
+# (In this llama.cpp, llama-cli is a chat-only client built with the server, LLAMA_BUILD_SERVER;
+# the plain prompt continuation the check needs is llama-completion -no-cnv.)
 #
 #   bash tools/gguf-check/build-llama.sh [--work DIR]
 #
@@ -68,6 +68,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$src ${cmake_flags[*]}" ]; then
         { tail -30 "$work/cmake.log" >&2; die "cmake configure failed ($work/cmake.log)"; }
     printf '%s' "$src ${cmake_flags[*]}" > "$stamp"
 fi
-nice -n 10 "$cmake_bin" --build "$build" -j2 --target llama-perplexity llama-cli llama-completion > "$work/build.log" 2>&1 ||
+nice -n 10 "$cmake_bin" --build "$build" -j2 --target llama-perplexity llama-completion > "$work/build.log" 2>&1 ||
     { tail -30 "$work/build.log" >&2; die "llama.cpp build failed ($work/build.log)"; }
 echo "$build/bin"

@@ -151,7 +151,8 @@ def compare(args):
     return 1 if failures else 0
 
 
-def ppl(args):
+def moekit_ppl(args):
+    """MoEKit's perplexity of the text scored as llama-perplexity scores it: (ppl, chunks, scored tokens)."""
     text = open(args.text, encoding="utf-8").read()
     # MoEKit's tokens of the text; llama.cpp tokenizes it itself (agreement is part of the check).
     ids = json.loads(subprocess.run([args.moekit, "tokenize", "--store", args.store, text],
@@ -172,7 +173,11 @@ def ppl(args):
         log_softmax -= np.log(np.exp(log_softmax).sum(axis=1, keepdims=True))
         nll -= log_softmax[np.arange(len(z)), chunk[first + 1:args.ctx]].sum()
         count += len(z)
-    moekit_ppl = float(np.exp(nll / count))
+    return float(np.exp(nll / count)), n_chunks, count
+
+
+def ppl(args):
+    moekit, n_chunks, count = moekit_ppl(args)
     run = subprocess.run([f"{args.llama_bin}/llama-perplexity", "-m", args.gguf, "-f", args.text, "-c", str(args.ctx),
                           "-b", str(args.ctx), "--chunks", str(n_chunks), "-t", str(args.threads)],
                          capture_output=True, text=True)
@@ -183,8 +188,8 @@ def ppl(args):
         raise SystemExit(f"llama-perplexity failed on {args.gguf}")
     llama_ppl = float(m.group(1))
     print(json.dumps({"gguf": args.gguf, "plan": args.plan or "full", "chunks": n_chunks, "ctx": args.ctx,
-                      "scored_tokens": count, "moekit_ppl": moekit_ppl, "llama_ppl": llama_ppl,
-                      "difference_percent": (llama_ppl / moekit_ppl - 1) * 100}))
+                      "scored_tokens": count, "moekit_ppl": moekit, "llama_ppl": llama_ppl,
+                      "difference_percent": (llama_ppl / moekit - 1) * 100}))
     return 0
 
 

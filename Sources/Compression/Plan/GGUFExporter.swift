@@ -55,6 +55,13 @@ public struct GGUFExporter {
         var choices = [GGUFTypeChoice]()
         try addDenseTensors(to: &writer, description: description, plan: plan, architecture: architecture, choices: &choices)
         try addExpertTensors(to: &writer, description: description, plan: plan, choices: &choices)
+        // `general.file_type` (llama_ftype) names the type most expert tensors have; llama.cpp only prints it.
+        var expertTypes = [String: Int]()
+        for c in choices where c.tensor.hasSuffix("_exps.weight") { expertTypes[c.type, default: 0] += 1 }
+        let fileTypes = ["f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "bf16": 32]
+        if let main = expertTypes.max(by: { ($0.value, $1.key) < ($1.value, $0.key) })?.key, let fileType = fileTypes[main] {
+            try writer.set("general.file_type", .uint32(UInt32(fileType)))
+        }
         try writer.write(to: file)
         let size = (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int) ?? 0
         return GGUFExportSummary(file: file.path, architecture: architecture.name, plan: plan.name, expertsPerLayer: kept,
