@@ -65,6 +65,7 @@ final class GGUFExportTests: XCTestCase {
         XCTAssertNotNil(file["tokenizer.chat_template"])
 
         // Tied head: token_embd only. Dimensions innermost first; BF16 weights as stored, norms and routers F32.
+        XCTAssertEqual(file["general.file_type"], "u32:32", "llama_ftype MOSTLY_BF16")
         XCTAssertNil(file.info("output.weight"))
         let expected: [String: ([Int], UInt32)] = [
             "token_embd.weight": ([256, 8192], 30), "output_norm.weight": ([256], 0),
@@ -96,6 +97,7 @@ final class GGUFExportTests: XCTestCase {
         let plan = try slim("reap50q4") { $0.prune = .reap; $0.keepFraction = 0.5; $0.uniformBits = 4; $0.groupSize = 32 }
         let (summary, file) = try export(plan)
         XCTAssertEqual(file["qwen3moe.expert_count"], "u32:16")
+        XCTAssertEqual(file["general.file_type"], "u32:3", "llama_ftype MOSTLY_Q4_1")
         XCTAssertEqual(summary.expertsPerLayer, 16)
         let provider = try StoreVariantProvider(store: store)
         let dense = try StoreTensorProvider(store: store)
