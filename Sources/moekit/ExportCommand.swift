@@ -3,22 +3,45 @@ import Compression
 import ExpertStore
 import Foundation
 
+/// What `moekit export` writes.
+enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
+    /// A Hugging Face checkpoint folder (config, safetensors, tokenizer).
+    case hf
+    /// One GGUF v3 file for llama.cpp and Ollama.
+    case gguf
+}
+
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Write a store, or one of its plans, as a standard Hugging Face checkpoint folder (config, safetensors, tokenizer).",
+        abstract: "Write a store, or one of its plans, as a Hugging Face checkpoint folder or a GGUF file for llama.cpp.",
         discussion: """
         With --plan, the kept experts are renumbered, the router is sliced to their rows and the expert \
-        count in config.json is updated; merged experts are written once per member and quantized ones \
-        dequantized to f32. Plans with novices, or whose layers keep different expert counts, have no \
-        standard form and are refused.
+        count is updated; merged experts are written once per member. Plans with novices, or whose \
+        layers keep different expert counts, have no standard form and are refused.
+
+        --format hf (the default) writes a folder; quantized experts are dequantized to f32.
+        --format gguf writes one file (--out FILE.gguf) that llama.cpp loads unmodified: stored \
+        BF16/F16/F32 weights as they are, 2-4-bit codes exactly as Q4_1, 8-bit codes requantized to \
+        Q8_0; the summary lists every choice and whether it is exact.
         """)
 
     @Option(name: .long, help: "The expert store to export.") var store: String
     @Option(name: .long, help: "Export this plan instead of the full model.") var plan: String?
-    @Option(name: .long, help: "The folder to write; it must not exist yet or be empty.") var out: String
+    @Option(name: .long, help: "hf: a Hugging Face checkpoint folder; gguf: one GGUF file for llama.cpp.") var format: ExportFormat = .hf
+    @Option(name: .long, help: "The folder to write (hf; it must not exist yet or be empty), or the file (gguf, --plan-json).") var out: String
     @Flag(help: "With --plan: write the plan document itself as JSON to --out (a file) instead of a checkpoint.") var planJSON = false
     @Flag(help: "Print the summary as JSON.") var json = false
+
+    func validate() throws {
+        if planJSON && format == .gguf { throw ValidationError("--plan-json writes the plan document; it does not take --format gguf") }
+        if format == .gguf {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
+                throw ValidationError("--format gguf writes one file; --out \(out) is a folder")
+            }
+        }
+    }
 
     func run() throws {
         let opened = try ExpertStore(url: URL(fileURLWithPath: store))
@@ -29,8 +52,15 @@ struct ExportCommand: ParsableCommand {
             print("\(out): plan '\(plan)' as JSON")
             return
         }
-        let summary = try plan.map { try PlanExporter(store: opened).export(plan: PlanLoader.plan(named: $0, in: opened), to: target) }
-            ?? StoreExporter(store: opened).export(to: target)
-        try Output.print(summary, json: json, text: "\(out): wrote \(summary.files.joined(separator: ", ")) (\(summary.tensors) tensors, \(summary.tensorBytes.formatted()) bytes)")
+        switch format {
+        case .gguf:
+            let summary = try GGUFExporter(store: opened).export(plan: plan.map { try PlanLoader.plan(named: $0, in: opened) }, to: target)
+            try Output.print(summary, json: json, text: (["\(out): GGUF v3, \(summary.architecture), plan '\(summary.plan)', \(summary.expertsPerLayer) experts per layer, \(summary.tensors) tensors, \(summary.fileBytes.formatted()) bytes"]
+                + summary.choiceLines.map { "  " + $0 } + summary.notes.map { "  note: " + $0 }).joined(separator: "\n"))
+        case .hf:
+            let summary = try plan.map { try PlanExporter(store: opened).export(plan: PlanLoader.plan(named: $0, in: opened), to: target) }
+                ?? StoreExporter(store: opened).export(to: target)
+            try Output.print(summary, json: json, text: "\(out): wrote \(summary.files.joined(separator: ", ")) (\(summary.tensors) tensors, \(summary.tensorBytes.formatted()) bytes)")
+        }
     }
 }

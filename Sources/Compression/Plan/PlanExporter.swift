@@ -18,19 +18,7 @@ public struct PlanExporter {
 
     public func export(plan: CompressionPlan, to directory: URL) throws -> ExportSummary {
         let description = try store.modelDescription()
-        try plan.validate(against: description, fingerprint: try store.fingerprint())
-        var counts = Set<Int>()
-        for (l, layer) in plan.layers.enumerated() {
-            guard let layer else { continue }
-            if layer.slots.contains(where: { if case .novice = $0 { return true } else { return false } }) {
-                throw PlanError.invalid(plan: plan.name, reason: "layer \(l) has novices, which a standard checkpoint cannot express; export a plan without --novices")
-            }
-            counts.insert(layer.expertMap.survivingExperts.count)
-        }
-        guard counts.count <= 1 else {
-            throw PlanError.invalid(plan: plan.name, reason: "layers keep different numbers of experts (\(counts.sorted().map(String.init).joined(separator: ", "))); Hugging Face configs hold one count, so build the plan with --budget uniform")
-        }
-        let kept = counts.first ?? 0
+        let kept = try Self.uniformExpertCount(plan, description: description, fingerprint: try store.fingerprint())
         let fm = FileManager.default
         if let existing = try? fm.contentsOfDirectory(atPath: directory.path), !existing.isEmpty {
             throw StoreError.outputNotEmpty(path: directory.path)
@@ -119,6 +107,24 @@ public struct PlanExporter {
         try writer.write(to: directory.appendingPathComponent("model.safetensors"))
         files.append("model.safetensors")
         return ExportSummary(files: files.sorted(), tensors: tensorCount, tensorBytes: tensorBytes)
+    }
+
+    /// Checks that `plan` fits the model and has a standard form (no novices, one expert count
+    /// for every MoE layer), and returns that count. Shared by the safetensors and GGUF exports.
+    static func uniformExpertCount(_ plan: CompressionPlan, description: ModelDescription, fingerprint: String?) throws -> Int {
+        try plan.validate(against: description, fingerprint: fingerprint)
+        var counts = Set<Int>()
+        for (l, layer) in plan.layers.enumerated() {
+            guard let layer else { continue }
+            if layer.slots.contains(where: { if case .novice = $0 { return true } else { return false } }) {
+                throw PlanError.invalid(plan: plan.name, reason: "layer \(l) has novices, which a standard checkpoint cannot express; export a plan without --novices")
+            }
+            counts.insert(layer.expertMap.survivingExperts.count)
+        }
+        guard counts.count <= 1 else {
+            throw PlanError.invalid(plan: plan.name, reason: "layers keep different numbers of experts (\(counts.sorted().map(String.init).joined(separator: ", "))); Hugging Face configs and llama.cpp hold one count, so build the plan with --budget uniform")
+        }
+        return counts.first ?? 0
     }
 
     /// f32 weights of a merged or quantized slot.

@@ -1,0 +1,128 @@
+import MoE
+
+/// How llama.cpp knows a MoEKit family: its architecture name, the hyper-parameter keys it
+/// reads (gguf-py `constants.py`, `Keys.LLM` and `Keys.Attention`), and the tensor names
+/// (`TENSOR_NAMES`) that the checkpoint's tensors become.
+struct GGUFArchitecture {
+    /// `general.architecture`, the prefix of every hyper-parameter key.
+    let name: String
+    /// llama.cpp's `llama` graph (which Mixtral uses) applies RoPE to adjacent pairs, so
+    /// convert_hf_to_gguf.py reorders the rows of q and k within each head from Hugging
+    /// Face's halves layout to interleaved pairs; the NeoX-style families need nothing.
+    let permutesQueryKey: Bool
+    /// Whether llama.cpp's graph for this architecture renormalises the top-k routing
+    /// weights (it hard-codes this per architecture rather than reading it).
+    let renormalizesTopK: Bool
+
+    static func of(_ description: ModelDescription) throws(GGUFExportError) -> GGUFArchitecture {
+        switch description.family {
+        case .qwen3Moe: return GGUFArchitecture(name: "qwen3moe", permutesQueryKey: false, renormalizesTopK: true)
+        case .qwen2Moe: return GGUFArchitecture(name: "qwen2moe", permutesQueryKey: false, renormalizesTopK: false)
+        case .olmoe: return GGUFArchitecture(name: "olmoe", permutesQueryKey: false, renormalizesTopK: false)
+        case .mixtral: return GGUFArchitecture(name: "llama", permutesQueryKey: true, renormalizesTopK: true)
+        case .deepseekV3:
+            // llama.cpp's deepseek2 splits kv_b_proj into per-head k_b and v_b tensors and
+            // needs the MLA and group-routing keys; not written yet.
+            throw .unsupportedFamily(description.family.rawValue, reason: "GGUF export of DeepSeek-V3 (llama.cpp's deepseek2: split kv_b into k_b/v_b, MLA keys) is not implemented")
+        }
+    }
+
+    /// The hyper-parameter metadata, under `name.`: what llama.cpp's loader reads for the family.
+    /// `expertCount` is the plan's experts per layer; `denseWidth` is config.json's
+    /// `intermediate_size` when it has one.
+    func hyperParameters(_ d: ModelDescription, expertCount: Int, denseWidth: Int?) -> [(String, GGUFValue)] {
+        let a = d.attention
+        let moe = d.moeLayerIndices.first.flatMap { d.layers[$0].moe }
+        var out: [(String, GGUFValue)] = [
+            ("block_count", .uint32(UInt32(d.layerCount))),
+            ("context_length", .uint32(UInt32(d.maxPositionEmbeddings))),
+            ("embedding_length", .uint32(UInt32(d.hiddenSize))),
+            ("feed_forward_length", .uint32(UInt32(denseWidth ?? moe?.expertIntermediateSize ?? 0))),
+            ("attention.head_count", .uint32(UInt32(a.headCount))),
+            ("attention.head_count_kv", .uint32(UInt32(a.keyValueHeadCount))),
+            ("attention.key_length", .uint32(UInt32(a.queryKeyHeadDim))),
+            ("attention.value_length", .uint32(UInt32(a.valueHeadDim))),
+            ("rope.freq_base", .float32(Float(d.rope.theta))),
+            ("rope.dimension_count", .uint32(UInt32(d.rope.dimensions))),
+            ("attention.layer_norm_rms_epsilon", .float32(d.rmsNormEpsilon)),
+            ("vocab_size", .uint32(UInt32(d.vocabularySize))),
+        ]
+        if let moe {
+            out.append(("expert_count", .uint32(UInt32(expertCount))))
+            out.append(("expert_used_count", .uint32(UInt32(moe.topK))))
+            out.append(("expert_feed_forward_length", .uint32(UInt32(moe.expertIntermediateSize))))
+            if let shared = moe.sharedExpert {
+                out.append(("expert_shared_feed_forward_length", .uint32(UInt32(shared.intermediateSize))))
+            }
+        }
+        if let clip = a.clipQKV { out.append(("attention.clamp_kqv", .float32(clip))) }
+        switch d.rope.kind {
+        case "linear":
+            out.append(("rope.scaling.type", .string("linear")))
+            out.append(("rope.scaling.factor", .float32(Float(d.rope.factor ?? 1))))
+        case "yarn":
+            out.append(("rope.scaling.type", .string("yarn")))
+            out.append(("rope.scaling.factor", .float32(Float(d.rope.factor ?? 1))))
+            if let original = d.rope.originalMaxPositionEmbeddings {
+                out.append(("rope.scaling.original_context_length", .uint32(UInt32(original))))
+            }
+        default: break
+        }
+        return out.map { ("\(name).\($0.0)", $0.1) }
+    }
+
+    /// llama.cpp's name for a dense (non-expert) checkpoint tensor, or nil when llama.cpp's
+    /// graph for the family has no place for it.
+    static func tensorName(_ checkpointName: String, names: TensorNames) -> String? {
+        switch checkpointName {
+        case names.embedding: return "token_embd.weight"
+        case names.finalNorm: return "output_norm.weight"
+        case names.outputHead: return "output.weight"
+        default: break
+        }
+        let parts = checkpointName.split(separator: ".", maxSplits: 3).map(String.init)
+        guard parts.count == 4, parts[0] == "model", parts[1] == "layers", let l = Int(parts[2]) else { return nil }
+        let rest = parts[3]
+        let block = "blk.\(l)."
+        if rest == String(names.router(l).dropFirst(names.layer(l).count)) { return block + "ffn_gate_inp.weight" }
+        if let gate = names.sharedExpertGateName(l), checkpointName == gate { return block + "ffn_gate_inp_shexp.weight" }
+        for p in Projection.allCases {
+            if let shared = names.sharedExpert(l, p), checkpointName == shared { return block + "ffn_\(p.rawValue)_shexp.weight" }
+            if checkpointName == names.denseMLP(l, p) { return block + "ffn_\(p.rawValue).weight" }
+        }
+        let local: [String: String] = [
+            "input_layernorm.weight": "attn_norm.weight",
+            "post_attention_layernorm.weight": "ffn_norm.weight",
+            "self_attn.q_proj.weight": "attn_q.weight",
+            "self_attn.k_proj.weight": "attn_k.weight",
+            "self_attn.v_proj.weight": "attn_v.weight",
+            "self_attn.o_proj.weight": "attn_output.weight",
+            "self_attn.q_proj.bias": "attn_q.bias",
+            "self_attn.k_proj.bias": "attn_k.bias",
+            "self_attn.v_proj.bias": "attn_v.bias",
+            "self_attn.q_norm.weight": "attn_q_norm.weight",
+            "self_attn.k_norm.weight": "attn_k_norm.weight",
+        ]
+        return local[rest].map { block + $0 }
+    }
+
+    /// llama.cpp's name of a layer's fused expert tensor, `[experts, rows, columns]`.
+    static func expertTensorName(layer: Int, _ projection: Projection) -> String {
+        "blk.\(layer).ffn_\(projection.rawValue)_exps.weight"
+    }
+
+    /// The row order convert_hf_to_gguf.py gives q (`heads` = attention heads) or k
+    /// (`heads` = key-value heads) for the `llama` graph: within each head, row `2i + j`
+    /// of the result is row `j·half + i` of the checkpoint, `half` = head size / 2.
+    static func interleavedRopeRows(rows: Int, heads: Int) -> [Int] {
+        let headSize = rows / heads, half = headSize / 2
+        var order = [Int]()
+        order.reserveCapacity(rows)
+        for h in 0..<heads {
+            for i in 0..<half {
+                for j in 0..<2 { order.append(h * headSize + j * half + i) }
+            }
+        }
+        return order
+    }
+}

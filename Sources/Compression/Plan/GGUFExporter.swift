@@ -1,0 +1,267 @@
+import ExpertStore
+import Foundation
+import MoE
+
+/// Writes a plan (or the full model) as one GGUF v3 file that llama.cpp loads unmodified:
+/// llama.cpp's architecture and tokenizer metadata, its tensor names, and each MoE layer's
+/// kept experts fused into one `[experts, rows, columns]` tensor per projection.
+///
+/// Types, one per tensor (GGUF has no per-expert types, so a layer's projection takes one):
+/// - stored BF16/F16/F32 weights are written as they are; norms, biases and routers are
+///   widened to F32 (exact), as convert_hf_to_gguf.py keeps them;
+/// - 2-, 3- and 4-bit codes become Q4_1 blocks with the group's scale and minimum, exactly:
+///   MoEKit's groups are multiples of 32 and its scales and minimums are already f16, and
+///   `scale·code` is exact in f32 for codes below 2^11, so llama.cpp's `d·q + m` is
+///   MoEKit's dequantized weight bit for bit;
+/// - 8-bit affine codes have no exact ggml type (Q8_0 is symmetric): they are requantized to
+///   Q8_0 from the plan's dequantized weights;
+/// - a projection whose experts differ takes the widest form among them (8-bit over ≤4-bit,
+///   a float type over codes, F32 over a mix of float types), and the others are converted.
+/// `GGUFExportSummary.choices` says for every tensor what it was made from and whether exactly.
+///
+/// As for the Hugging Face export, novices and unequal expert counts per layer have no form
+/// here (llama.cpp holds one `expert_count`) and are refused. Memory stays near one layer:
+/// expert records are read when the writer reaches their layer and released after it.
+public struct GGUFExporter {
+    public let store: ExpertStore
+
+    public init(store: ExpertStore) { self.store = store }
+
+    /// `plan` nil: the full model as imported.
+    public func export(plan: CompressionPlan?, to file: URL) throws -> GGUFExportSummary {
+        let description = try store.modelDescription()
+        let plan = try plan ?? CompressionPlan.full(description: description, fingerprint: store.fingerprint() ?? "", expertBytes: 0)
+        let kept = try PlanExporter.uniformExpertCount(plan, description: description, fingerprint: store.fingerprint())
+        let architecture = try GGUFArchitecture.of(description)
+        var notes = [String]()
+        if let moe = description.moeLayerIndices.first.flatMap({ description.layers[$0].moe }), moe.router.normalizeTopK != architecture.renormalizesTopK {
+            notes.append("llama.cpp's \(architecture.name) graph \(architecture.renormalizesTopK ? "renormalises" : "does not renormalise") the top-\(moe.topK) routing weights but this model \(moe.router.normalizeTopK ? "does" : "does not"); its outputs will differ from MoEKit's")
+        }
+
+        var writer = GGUFWriter()
+        try writer.set("general.architecture", .string(architecture.name))
+        try writer.set("general.name", .string(plan.name))
+        try writer.set("general.quantization_version", .uint32(2))
+        let denseWidth = try store.file("config.json").flatMap { try HFConfig.load($0, file: "config.json").intermediateSize }
+        for (key, value) in architecture.hyperParameters(description, expertCount: kept, denseWidth: denseWidth) {
+            try writer.set(key, value)
+        }
+        guard let tokenizer = try store.file("tokenizer.json") else { throw GGUFExportError.unsupportedTokenizer("the store holds no tokenizer.json") }
+        for (key, value) in try GGUFTokenizerMetadata.entries(tokenizerJSON: tokenizer, tokenizerConfig: try store.file("tokenizer_config.json"),
+                                                             vocabularySize: description.vocabularySize, description: description) {
+            try writer.set(key, value)
+        }
+
+        var choices = [GGUFTypeChoice]()
+        try addDenseTensors(to: &writer, description: description, plan: plan, architecture: architecture, choices: &choices)
+        try addExpertTensors(to: &writer, description: description, plan: plan, choices: &choices)
+        // `general.file_type` (llama_ftype) names the type most expert tensors have; llama.cpp only prints it.
+        var expertTypes = [String: Int]()
+        for c in choices where c.tensor.hasSuffix("_exps.weight") { expertTypes[c.type, default: 0] += 1 }
+        let fileTypes = ["f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "bf16": 32]
+        if let main = expertTypes.max(by: { ($0.value, $1.key) < ($1.value, $0.key) })?.key, let fileType = fileTypes[main] {
+            try writer.set("general.file_type", .uint32(UInt32(fileType)))
+        }
+        try writer.write(to: file)
+        let size = (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int) ?? 0
+        return GGUFExportSummary(file: file.path, architecture: architecture.name, plan: plan.name, expertsPerLayer: kept,
+                                 tensors: writer.tensorCount, tensorBytes: writer.tensorBytes, fileBytes: size ?? 0,
+                                 choices: choices, notes: notes)
+    }
+
+    // MARK: Dense tensors
+
+    private func addDenseTensors(to writer: inout GGUFWriter, description: ModelDescription, plan: CompressionPlan,
+                                 architecture: GGUFArchitecture, choices: inout [GGUFTypeChoice]) throws {
+        let dense = try StoreTensorProvider(store: store)
+        let names = description.names
+        var routerRows = [String: [Int]]()
+        for l in description.moeLayerIndices {
+            let survivors = plan.layers[l]!.expertMap.survivingExperts
+            routerRows[names.router(l)] = survivors
+        }
+        let quantization = plan.denseQuantization
+        let quantized = Set(quantization?.tensors ?? [])
+        let a = description.attention
+        for spec in description.tensorInventory where spec.expert == nil && dense.contains(spec.name) {
+            guard let name = GGUFArchitecture.tensorName(spec.name, names: names) else {
+                throw GGUFExportError.unsupportedTensor(spec.name, architecture: architecture.name)
+            }
+            let layout = try dense.layout(spec.name)
+            var shape = layout.shape
+            if let rows = routerRows[spec.name] { shape[0] = rows.count }
+            // Row order for llama's interleaved RoPE (q and k of Mixtral); nil: as stored.
+            var rowOrder: [Int]?
+            if architecture.permutesQueryKey, a.latent == nil {
+                if spec.name == names.attention(spec.name.layerIndex ?? -1, "q_proj.weight") {
+                    rowOrder = GGUFArchitecture.interleavedRopeRows(rows: shape[0], heads: a.headCount)
+                } else if spec.name == names.attention(spec.name.layerIndex ?? -1, "k_proj.weight") {
+                    rowOrder = GGUFArchitecture.interleavedRopeRows(rows: shape[0], heads: a.keyValueHeadCount)
+                }
+            }
+            let dimensions = Array(shape.reversed())
+            let source: GGUFWriter.Source
+            let choice: GGUFTypeChoice
+            let tensorType: GGMLType
+            if quantized.contains(spec.name), let quantization {
+                let variant = quantization.variant
+                let format = try QuantizationFormat(bits: quantization.bits, groupSize: quantization.groupSize)
+                let type = GGUFTensorEncoding.type(for: [.codes(format)])
+                tensorType = type
+                choice = GGUFTypeChoice(tensor: name, type: type.description, from: format.description, exact: GGUFTensorEncoding.isExact([.codes(format)], as: type))
+                source = { [store] emit in
+                    guard let bytes = try store.denseVariant(spec.name, variant: variant) else {
+                        throw StoreError.missingRecord(path: store.path, record: "dense variant '\(ExpertStore.denseVariantKey(spec.name, variant: variant))'")
+                    }
+                    let matrix: QuantizedMatrix
+                    do { matrix = try QuantizedMatrix(decoding: bytes) } catch {
+                        throw StoreError.corruptRecord(path: store.path, record: "dense variant '\(spec.name)'", reason: "\(error)")
+                    }
+                    let encoded = GGUFTensorEncoding.encode(.quantized(matrix), as: type)
+                    try GGUFTensorEncoding.emit(encoded, rowOrder: rowOrder, rows: matrix.rows, emit)
+                }
+            } else {
+                // Norms, biases and routers in F32 (exact); 2-D weights in their stored type.
+                let keepsStoredType = shape.count == 2 && routerRows[spec.name] == nil
+                let storedType = GGUFTensorEncoding.floatType(layout.dtype)
+                let type: GGMLType = keepsStoredType ? storedType ?? .f32 : .f32
+                tensorType = type
+                choice = GGUFTypeChoice(tensor: name, type: type.description, from: layout.dtype.rawValue.lowercased(), exact: true)
+                let rows = routerRows[spec.name]
+                source = { emit in
+                    let encoded: [UInt8]
+                    if type == storedType, rows == nil {
+                        encoded = try dense.withVerifiedBytes(spec.name) { bytes, _ in Array(bytes) }
+                    } else {
+                        let m = try dense.matrix(spec.name)
+                        let values = rows.map { $0.flatMap { r in m.values[(r * m.columns)..<((r + 1) * m.columns)] } } ?? m.values
+                        encoded = GGMLBlockEncoder.encode(values, as: type)
+                    }
+                    try GGUFTensorEncoding.emit(encoded, rowOrder: rowOrder, rows: shape.count == 2 ? shape[0] : 1, emit)
+                }
+            }
+            try writer.addTensor(name, type: tensorType, dimensions: dimensions, source: source)
+            choices.append(choice)
+        }
+    }
+
+    // MARK: Expert tensors
+
+    private func addExpertTensors(to writer: inout GGUFWriter, description: ModelDescription, plan: CompressionPlan,
+                                  choices: inout [GGUFTypeChoice]) throws {
+        let h = description.hiddenSize
+        let layerRecords = LayerRecords(store: store)
+        for l in description.moeLayerIndices {
+            let layer = plan.layers[l]!
+            let keys = layer.expertMap.survivingExperts.map { expert -> ExpertKey in
+                let record = layer.slots[layer.expertMap.slotOfExpert[expert]!].record
+                return ExpertKey(layer: l, expert: record.expert, variant: ExpertVariant(rawValue: record.variant))
+            }
+            // The forms of this layer's experts, read once to choose each projection's type.
+            var forms = [[GGUFTensorEncoding.Form]](repeating: [], count: 3)
+            for key in keys {
+                let record = try layerRecords.read(key)
+                for p in 0..<3 { forms[p].append(try GGUFTensorEncoding.form(of: record, projection: p, store: store)) }
+            }
+            let f = description.layers[l].moe!.expertIntermediateSize
+            for (p, projection) in Projection.allCases.enumerated() {
+                let distinct = Array(Set(forms[p]))
+                let type = GGUFTensorEncoding.type(for: distinct)
+                let name = GGUFArchitecture.expertTensorName(layer: l, projection)
+                choices.append(GGUFTypeChoice(tensor: name, type: type.description,
+                                              from: distinct.map(\.description).sorted().joined(separator: " + "),
+                                              exact: GGUFTensorEncoding.isExact(distinct, as: type)))
+                let (rows, columns) = projection == .down ? (h, f) : (f, h)
+                try writer.addTensor(name, type: type, dimensions: [columns, rows, keys.count]) { [store] emit in
+                    for key in keys {
+                        let record = try layerRecords.layer(l, keys: keys)[key]!
+                        let payload = try GGUFTensorEncoding.payload(of: record, projection: p, store: store)
+                        let encoded = GGUFTensorEncoding.encode(payload, as: type)
+                        try encoded.withUnsafeBytes { try emit($0) }
+                    }
+                    if p == 2 { layerRecords.release() }
+                }
+            }
+        }
+    }
+}
+
+/// One layer's expert records, held while the writer writes that layer's three fused tensors.
+private final class LayerRecords {
+    let store: ExpertStore
+    private var held: (layer: Int, records: [ExpertKey: ExpertRecord])?
+
+    init(store: ExpertStore) { self.store = store }
+
+    func read(_ key: ExpertKey) throws -> ExpertRecord {
+        guard let record = try store.expertRecord(key) else {
+            throw StoreError.missingRecord(path: store.path, record: "expert record (\(key))")
+        }
+        return record
+    }
+
+    func layer(_ l: Int, keys: [ExpertKey]) throws -> [ExpertKey: ExpertRecord] {
+        if let held, held.layer == l { return held.records }
+        held = nil
+        var records = [ExpertKey: ExpertRecord]()
+        for key in keys where records[key] == nil { records[key] = try read(key) }
+        held = (l, records)
+        return records
+    }
+
+    func release() { held = nil }
+}
+
+extension String {
+    /// `N` of a checkpoint name `model.layers.N.…`.
+    fileprivate var layerIndex: Int? {
+        let parts = split(separator: ".", maxSplits: 3)
+        return parts.count > 2 && parts[0] == "model" && parts[1] == "layers" ? Int(parts[2]) : nil
+    }
+}
+
+/// What one tensor of the GGUF file was written as, and from what.
+public struct GGUFTypeChoice: Sendable, Codable, Equatable {
+    public var tensor: String
+    /// The ggml type (`bf16`, `q4_1`…).
+    public var type: String
+    /// The plan's form of the weights: a stored dtype (`bf16`) or a quantization format (`4-bit/g32`), `+`-joined when experts differ.
+    public var from: String
+    /// Whether llama.cpp dequantizes the tensor to exactly the plan's weights.
+    public var exact: Bool
+}
+
+public struct GGUFExportSummary: Sendable, Codable, Equatable {
+    public var file: String
+    public var architecture: String
+    public var plan: String
+    public var expertsPerLayer: Int
+    public var tensors: Int
+    public var tensorBytes: Int
+    public var fileBytes: Int
+    public var choices: [GGUFTypeChoice]
+    public var notes: [String]
+
+    /// One line per distinct (type, source, exactness), with its tensor count.
+    public var choiceLines: [String] {
+        var counts = [String: Int]()
+        for c in choices { counts["\(c.type) from \(c.from)\(c.exact ? " (exact)" : " (requantized: not exact)")", default: 0] += 1 }
+        return counts.sorted { $0.key < $1.key }.map { "\($0.value) tensor\($0.value == 1 ? "" : "s"): \($0.key)" }
+    }
+}
+
+public enum GGUFExportError: Error, CustomStringConvertible, Equatable {
+    case unsupportedFamily(String, reason: String)
+    case unsupportedTensor(String, architecture: String)
+    case unsupportedTokenizer(String)
+    case unsupportedExpert(String)
+
+    public var description: String {
+        switch self {
+        case let .unsupportedFamily(family, reason): return "GGUF export: model_type '\(family)' is not supported: \(reason)"
+        case let .unsupportedTensor(name, architecture): return "GGUF export: tensor '\(name)' has no place in llama.cpp's \(architecture) graph"
+        case let .unsupportedTokenizer(reason): return "GGUF export: unsupported tokenizer: \(reason)"
+        case let .unsupportedExpert(reason): return "GGUF export: \(reason)"
+        }
+    }
+}

@@ -1,0 +1,228 @@
+import Foundation
+import XCTest
+@testable import Compression
+@testable import ExpertStore
+@testable import MoE
+@testable import Routing
+
+/// GGUF exports of the default model (models/moekit-tiny, qwen3_moe, BF16) and its plans,
+/// read back with a reader of the format written here: llama.cpp's names, shapes and types,
+/// and tensors that dequantize to exactly the plan's weights where the mapping is exact.
+final class GGUFExportTests: XCTestCase {
+    static let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("models/moekit-tiny")
+    var directory: URL!
+    var store: ExpertStore!
+    let sequences = (0..<3).map { s in (0..<16).map { (($0 + 3) * (s + 5) * 37) % 8000 + 3 } }
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("gguf-export-\(UUID().uuidString)")
+        let url = directory.appendingPathComponent("store")
+        _ = try StoreImporter(checkpoint: Self.model, store: url).run()
+        store = try ExpertStore(url: url, readOnly: false)
+    }
+
+    override func tearDownWithError() throws {
+        store = nil
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    func slim(_ name: String, _ configure: (inout SlimOptions) -> Void) throws -> CompressionPlan {
+        let profile = try CalibrationProfiler(fingerprint: store.fingerprint()!, source: "test")
+            .profile(model: store.loadModel(), sequences: sequences)
+        var options = SlimOptions(name: name)
+        configure(&options)
+        let slimmer = try Slimmer(store: store)
+        try slimmer.commit(try slimmer.slim(profile: profile, profileName: "test", options: options, calibration: sequences))
+        return try PlanLoader.plan(named: name, in: store)
+    }
+
+    func export(_ plan: CompressionPlan?) throws -> (GGUFExportSummary, MiniGGUF) {
+        let url = directory.appendingPathComponent("\(plan?.name ?? "full").gguf")
+        let summary = try GGUFExporter(store: store).export(plan: plan, to: url)
+        return (summary, try MiniGGUF(Array(Data(contentsOf: url))))
+    }
+
+    func testFullModelHasLlamaCppNamesShapesAndMetadata() throws {
+        let (summary, file) = try export(nil)
+        XCTAssertEqual(file.version, 3)
+        XCTAssertEqual(file["general.architecture"], "str:qwen3moe")
+        XCTAssertEqual(file["general.alignment"], "u32:32")
+        for (key, value) in [("block_count", "u32:4"), ("context_length", "u32:1024"), ("embedding_length", "u32:256"),
+                             ("feed_forward_length", "u32:768"), ("attention.head_count", "u32:4"), ("attention.head_count_kv", "u32:2"),
+                             ("attention.key_length", "u32:64"), ("attention.value_length", "u32:64"), ("rope.freq_base", "f32:10000.0"),
+                             ("attention.layer_norm_rms_epsilon", "f32:\(Float(1e-6))"), ("expert_count", "u32:32"),
+                             ("expert_used_count", "u32:4"), ("expert_feed_forward_length", "u32:256")] {
+            XCTAssertEqual(file["qwen3moe." + key], value, key)
+        }
+        XCTAssertEqual(file["tokenizer.ggml.model"], "str:gpt2")
+        XCTAssertEqual(file["tokenizer.ggml.pre"], "str:gpt-2", "the bundled tokenizer is byte-level BPE with GPT-2's regex")
+        XCTAssertEqual(file["tokenizer.ggml.eos_token_id"], "u32:0")
+        let tokens = try XCTUnwrap(file["tokenizer.ggml.tokens"])
+        XCTAssertTrue(tokens.hasPrefix("[str:<|endoftext|>,str:<|im_start|>,str:<|im_end|>,"))
+        XCTAssertEqual(tokens.components(separatedBy: ",str:").count, 8192)
+        XCTAssertTrue(file["tokenizer.ggml.token_type"]!.hasPrefix("[i32:3,i32:3,i32:3,i32:1,"), "special tokens are control tokens")
+        XCTAssertNotNil(file["tokenizer.chat_template"])
+
+        // Tied head: token_embd only. Dimensions innermost first; BF16 weights as stored, norms and routers F32.
+        XCTAssertEqual(file["general.file_type"], "u32:32", "llama_ftype MOSTLY_BF16")
+        XCTAssertNil(file.info("output.weight"))
+        let expected: [String: ([Int], UInt32)] = [
+            "token_embd.weight": ([256, 8192], 30), "output_norm.weight": ([256], 0),
+            "blk.0.attn_norm.weight": ([256], 0), "blk.0.ffn_norm.weight": ([256], 0),
+            "blk.0.attn_q.weight": ([256, 256], 30), "blk.0.attn_k.weight": ([256, 128], 30), "blk.0.attn_v.weight": ([256, 128], 30),
+            "blk.0.attn_output.weight": ([256, 256], 30), "blk.0.attn_q_norm.weight": ([64], 0), "blk.0.attn_k_norm.weight": ([64], 0),
+            "blk.0.ffn_gate_inp.weight": ([256, 32], 0), "blk.3.ffn_gate_exps.weight": ([256, 256, 32], 30),
+            "blk.3.ffn_up_exps.weight": ([256, 256, 32], 30), "blk.3.ffn_down_exps.weight": ([256, 256, 32], 30),
+        ]
+        for (name, (dimensions, type)) in expected {
+            let info = try XCTUnwrap(file.info(name), name)
+            XCTAssertEqual(info.dimensions, dimensions, name)
+            XCTAssertEqual(info.type, type, name)
+            XCTAssertEqual(info.offset % 32, 0, name)
+        }
+        XCTAssertEqual(file.tensors.count, 2 + 4 * 12)
+        XCTAssertEqual(summary.tensors, file.tensors.count)
+        XCTAssertTrue(summary.choices.allSatisfy(\.exact))
+
+        // Expert 5 of layer 2, gate projection: the stored BF16 bytes, unchanged.
+        let record = try XCTUnwrap(store.expertRecord(ExpertKey(layer: 2, expert: 5)))
+        let perExpert = 256 * 256 * 2
+        let info = try XCTUnwrap(file.info("blk.2.ffn_gate_exps.weight"))
+        let start = file.dataStart + info.offset + 5 * perExpert
+        XCTAssertEqual(Array(file.bytes[start..<(start + perExpert)]), record.payloads[0])
+    }
+
+    func testPrunedFourBitPlanIsExactQ4_1() throws {
+        let plan = try slim("reap50q4") { $0.prune = .reap; $0.keepFraction = 0.5; $0.uniformBits = 4; $0.groupSize = 32 }
+        let (summary, file) = try export(plan)
+        XCTAssertEqual(file["qwen3moe.expert_count"], "u32:16")
+        XCTAssertEqual(file["general.file_type"], "u32:3", "llama_ftype MOSTLY_Q4_1")
+        XCTAssertEqual(summary.expertsPerLayer, 16)
+        let provider = try StoreVariantProvider(store: store)
+        let dense = try StoreTensorProvider(store: store)
+        let description = try store.modelDescription()
+        for l in 0..<4 {
+            let layer = plan.layers[l]!
+            let survivors = layer.expertMap.survivingExperts
+            // The router keeps the survivors' rows, in order, widened to F32 exactly.
+            let router = try dense.matrix(description.names.router(l))
+            let routerInfo = try XCTUnwrap(file.info("blk.\(l).ffn_gate_inp.weight"))
+            XCTAssertEqual(routerInfo.dimensions, [256, 16])
+            let routerStart = file.dataStart + routerInfo.offset
+            let routerValues = GGMLBlockEncoder.decode(Array(file.bytes[routerStart..<(routerStart + 16 * 256 * 4)]), as: .f32, count: 16 * 256)
+            XCTAssertEqual(routerValues, survivors.flatMap { router.values[($0 * 256)..<(($0 + 1) * 256)] })
+            for (p, projection) in Projection.allCases.enumerated() {
+                let info = try XCTUnwrap(file.info("blk.\(l).ffn_\(projection.rawValue)_exps.weight"))
+                XCTAssertEqual(info.type, GGMLType.q4_1.rawValue)
+                XCTAssertEqual(info.dimensions, [256, 256, 16])
+                let perExpert = GGMLType.q4_1.byteCount([256, 256])
+                for (e, expert) in survivors.enumerated() {
+                    let record = layer.slots[layer.expertMap.slotOfExpert[expert]!].record
+                    let quantized = try XCTUnwrap(provider.expert(layer: l, expert: record.expert, variant: record.variant) as? QuantizedExpert)
+                    let matrix = [quantized.gate, quantized.up, quantized.down][p]
+                    XCTAssertEqual(matrix.format, try QuantizationFormat(bits: 4, groupSize: 32))
+                    let start = file.dataStart + info.offset + e * perExpert
+                    let decoded = GGMLBlockEncoder.decode(Array(file.bytes[start..<(start + perExpert)]), as: .q4_1, count: 256 * 256)
+                    // Bit for bit, against both of MoEKit's dequantization kernels.
+                    XCTAssertEqual(decoded.map(\.bitPattern), matrix.dequantized().values.map(\.bitPattern), "layer \(l) expert \(expert) \(projection)")
+                    XCTAssertEqual(decoded.map(\.bitPattern), matrix.dequantizedRows(0..<matrix.rows, portable: true).values.map(\.bitPattern))
+                }
+            }
+        }
+        let expertChoices = summary.choices.filter { $0.tensor.hasSuffix("_exps.weight") }
+        XCTAssertEqual(expertChoices.count, 12)
+        XCTAssertTrue(expertChoices.allSatisfy { $0.type == "q4_1" && $0.from == "4-bit/g32" && $0.exact })
+    }
+
+    func testEightBitPlanIsRequantizedToQ8_0AndSaysSo() throws {
+        let plan = try slim("q8") { $0.uniformBits = 8; $0.groupSize = 32 }
+        let (summary, file) = try export(plan)
+        let expertChoices = summary.choices.filter { $0.tensor.hasSuffix("_exps.weight") }
+        XCTAssertTrue(expertChoices.allSatisfy { $0.type == "q8_0" && $0.from == "8-bit/g32" && !$0.exact })
+        XCTAssertTrue(summary.choiceLines.contains { $0.contains("q8_0 from 8-bit/g32 (requantized: not exact)") })
+        // Q8_0 of the plan's own dequantized weights: each value within half a step (d/2 with
+        // d = max|x|/127 of its block) plus the f16 rounding of d.
+        let provider = try StoreVariantProvider(store: store)
+        let layer = plan.layers[1]!
+        let record = layer.slots[layer.expertMap.slotOfExpert[7]!].record
+        let weights = try XCTUnwrap(provider.expert(layer: 1, expert: record.expert, variant: record.variant) as? QuantizedExpert).down.dequantized().values
+        let info = try XCTUnwrap(file.info("blk.1.ffn_down_exps.weight"))
+        let perExpert = GGMLType.q8_0.byteCount([256, 256])
+        let start = file.dataStart + info.offset + 7 * perExpert
+        let decoded = GGMLBlockEncoder.decode(Array(file.bytes[start..<(start + perExpert)]), as: .q8_0, count: 256 * 256)
+        for b in 0..<(weights.count / 32) {
+            let block = weights[(b * 32)..<((b + 1) * 32)]
+            let step = block.map(abs).max()! / 127
+            for i in block.indices { XCTAssertLessThanOrEqual(abs(decoded[i] - weights[i]), step * 0.5 + 127 * step * 0.001 + 1e-7) }
+        }
+        XCTAssertNotEqual(decoded, weights, "requantization to a symmetric grid changes the weights")
+    }
+
+    func testUnsupportedFamiliesAndPlansAreRefused() throws {
+        var description = try store.modelDescription()
+        description.family = .deepseekV3
+        XCTAssertThrowsError(try GGUFArchitecture.of(description)) {
+            XCTAssertTrue(String(describing: $0).contains("DeepSeek-V3"))
+        }
+        let qwen2 = try Data(contentsOf: Self.model.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Tests/Fixtures/tokenizer/qwen2style/tokenizer.json"))
+        let root = try XCTUnwrap(JSONSerialization.jsonObject(with: qwen2) as? [String: Any])
+        XCTAssertEqual(try GGUFTokenizerMetadata.preTokenizerName(root["pre_tokenizer"]), "qwen2")
+        XCTAssertThrowsError(try GGUFTokenizerMetadata.preTokenizerName(["type": "Metaspace"]))
+    }
+
+    /// The other families' fixtures (no tokenizer of their own: the default model's is copied
+    /// in, its ids beyond the fixtures' 512 dropped) under llama.cpp's names for their graphs.
+    func testOtherFamiliesTensorNames() throws {
+        let fixtures = Self.model.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Tests/Fixtures")
+        let perLayer = ["attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate_inp",
+                        "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"]
+        let extra: [String: (architecture: String, names: [String])] = [
+            "qwen2_moe": ("qwen2moe", ["ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", "ffn_gate_inp_shexp"]),
+            "olmoe": ("olmoe", ["attn_q_norm", "attn_k_norm"]),
+            "mixtral": ("llama", []),
+        ]
+        let fm = FileManager.default
+        for (fixture, (architecture, names)) in extra.sorted(by: { $0.key < $1.key }) {
+            let checkpoint = directory.appendingPathComponent("ckpt-\(fixture)")
+            try fm.createDirectory(at: checkpoint, withIntermediateDirectories: true)
+            let files = try fm.contentsOfDirectory(atPath: fixtures.appendingPathComponent(fixture).path)
+                .filter { $0 == "config.json" || ($0.hasPrefix("model") && $0.contains(".safetensors")) }
+            for file in files {
+                try fm.copyItem(at: fixtures.appendingPathComponent("\(fixture)/\(file)"), to: checkpoint.appendingPathComponent(file))
+            }
+            for file in ["tokenizer.json", "tokenizer_config.json"] {
+                try fm.copyItem(at: Self.model.appendingPathComponent(file), to: checkpoint.appendingPathComponent(file))
+            }
+            let storeURL = directory.appendingPathComponent("store-\(fixture)")
+            _ = try StoreImporter(checkpoint: checkpoint, store: storeURL).run()
+            let fixtureStore = try ExpertStore(url: storeURL)
+            let url = directory.appendingPathComponent("\(fixture).gguf")
+            _ = try GGUFExporter(store: fixtureStore).export(plan: nil, to: url)
+            let file = try MiniGGUF(Array(Data(contentsOf: url)))
+            XCTAssertEqual(file["general.architecture"], "str:\(architecture)", fixture)
+            var expected = Set(["token_embd.weight", "output_norm.weight", "output.weight"])
+            for l in 0..<2 { for name in perLayer + names { expected.insert("blk.\(l).\(name).weight") } }
+            if fixture == "qwen2_moe" { for l in 0..<2 { for p in ["q", "k", "v"] { expected.insert("blk.\(l).attn_\(p).bias") } } }
+            XCTAssertEqual(Set(file.tensors.map(\.name)), expected, fixture)
+            XCTAssertEqual(file["\(architecture).expert_count"], "u32:8", fixture)
+            if fixture == "mixtral" {
+                // q's rows in llama.cpp's interleaved-pair order within each of the 4 heads.
+                let q = try StoreTensorProvider(store: fixtureStore).matrix("model.layers.1.self_attn.q_proj.weight")
+                let info = try XCTUnwrap(file.info("blk.1.attn_q.weight"))
+                let start = file.dataStart + info.offset
+                let stored = GGMLBlockEncoder.decode(Array(file.bytes[start..<(start + q.count * 4)]), as: .f32, count: q.count)
+                let order = GGUFArchitecture.interleavedRopeRows(rows: q.rows, heads: 4)
+                XCTAssertEqual(stored, order.flatMap { q.values[($0 * q.columns)..<(($0 + 1) * q.columns)] })
+                XCTAssertNotEqual(stored, q.values)
+            }
+        }
+    }
+
+    func testMixtralQueryKeyRowsInterleaveEachHead() {
+        // Head size 4 (half 2), two heads: rows (0, 2, 1, 3) then (4, 6, 5, 7), as
+        // convert_hf_to_gguf.py's permute orders them.
+        XCTAssertEqual(GGUFArchitecture.interleavedRopeRows(rows: 8, heads: 2), [0, 2, 1, 3, 4, 6, 5, 7])
+    }
+}
