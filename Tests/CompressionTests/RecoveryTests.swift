@@ -270,8 +270,13 @@ final class RecoveryPlanTests: PlanFixtureCase {
         XCTAssertNotEqual(stored.payloads[2], original.payloads[2])
         // Fitted on these sequences, the refit plan is closer to the full model on them.
         XCTAssertLessThan(try error(refit), try error(pruned))
-        // It exports like any pruned plan and runs the same there.
+        // It exports like any pruned plan, at the same bytes (refit experts keep the imported dtype), and runs the same there.
         XCTAssertLessThanOrEqual(try exportDifference(refit), 2e-5)
+        XCTAssertLessThanOrEqual(try exportDifference(pruned), 2e-5)
+        func exportedBytes(_ plan: CompressionPlan) throws -> Int {
+            try XCTUnwrap(FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent("export-\(plan.name)/model.safetensors").path)[.size] as? Int)
+        }
+        XCTAssertEqual(try exportedBytes(refit), try exportedBytes(pruned))
     }
 
     func testQuantizationAfterRefitStartsFromTheRefitWeights() throws {

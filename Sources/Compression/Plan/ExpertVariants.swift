@@ -17,6 +17,7 @@ public enum ExpertVariants {
     public static func novice(plan: String) -> UInt32 { 0x3000_0000 | planTag(plan) << 4 }
     public static func gptq(plan: String, bits: Int) -> UInt32 { 0x4000_0000 | planTag(plan) << 4 | UInt32(bits) }
     public static func refit(plan: String) -> UInt32 { 0x5000_0000 | planTag(plan) << 4 }
+    public static func isRefit(_ variant: UInt32) -> Bool { variant >> 28 == 0x5 }
 
     /// FNV-1a of the plan name, folded to 20 bits.
     public static func planTag(_ name: String) -> UInt32 {

@@ -8,7 +8,7 @@ import MoE
 /// (and DeepSeek's correction bias) sliced to their rows, the expert count in `config.json`
 /// updated. Merged experts are written once per member, so the router keeps choosing among
 /// the members and the sum of their gates reaches the shared weights, exactly as MoEKit runs
-/// it. Quantized and merged weights are written dequantized in f32; original experts keep
+/// it. Quantized and merged weights are written dequantized in f32; original and refit experts keep
 /// their stored dtype. Two things have no standard form and are refused: novices (a constant
 /// output) and layers that keep different numbers of experts (configs hold one count).
 public struct PlanExporter {
@@ -71,8 +71,9 @@ public struct PlanExporter {
             for (newIndex, expert) in layer.expertMap.survivingExperts.enumerated() {
                 let slot = layer.slots[layer.expertMap.slotOfExpert[expert]!]
                 let record = slot.record
-                if record.variant == 0, let original {
-                    let key = ExpertKey(layer: l, expert: record.expert)
+                // Imported and refit experts are stored in the imported dtype: their bytes are copied.
+                if record.variant == 0 || ExpertVariants.isRefit(record.variant), let original {
+                    let key = ExpertKey(layer: l, expert: record.expert, variant: ExpertVariant(rawValue: record.variant))
                     for (p, projection) in Projection.allCases.enumerated() {
                         writer.add(names.expert(l, newIndex, projection), dtype: original.tensors[p].dtype, shape: original.tensors[p].shape) { [store] emit in
                             guard let stored = try store.expertRecord(key) else {
@@ -117,7 +118,7 @@ public struct PlanExporter {
         for (l, layer) in plan.layers.enumerated() {
             guard let layer else { continue }
             if layer.slots.contains(where: { if case .novice = $0 { return true } else { return false } }) {
-                throw PlanError.invalid(plan: plan.name, reason: "layer \(l) has novices, which a standard checkpoint cannot express; export a plan without --novices")
+                throw PlanError.invalid(plan: plan.name, reason: "layer \(l) has novices: each adds a constant gated by its pruned expert's router row, which no checkpoint format computes (a shared-expert bias would add it to every token, ungated); export a plan without --novices")
             }
             counts.insert(layer.expertMap.survivingExperts.count)
         }
