@@ -67,7 +67,11 @@ struct DemoCommand: ParsableCommand {
         }
         recipes += [
             ("python-frequency50", "python", { $0.prune = .frequency; $0.keepFraction = 0.5 }),
-            ("python-reap50-novices", "python", { $0.prune = .reap; $0.keepFraction = 0.5; $0.noviceFraction = 0.125 }),
+            // Recovery: per-layer counts searched, down projections refit, least-squares novices.
+            ("python-reap50-recovered", "python", {
+                $0.prune = .reap; $0.keepFraction = 0.5; $0.budget = .search; $0.refit = true
+                $0.noviceFraction = 0.125; $0.noviceFit = .leastSquares
+            }),
             ("python-hcsmoe50", "python", { $0.merge = .hcSMoE; $0.keepFraction = 0.5 }),
             ("python-mixed3bit", "python", { $0.averageBits = 3 }),
             ("python-uniform3bit", "python", { $0.uniformBits = 3 }),
