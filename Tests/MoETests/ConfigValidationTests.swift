@@ -274,4 +274,33 @@ struct SplitMix64 {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+
+}
+
+extension ConfigValidationTests {
+    /// A checkpoint whose final norm is NaN: generation refuses to
+    /// sample from its logits instead of answering some token.
+    func testGenerationRefusesNonFiniteLogits() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("nan-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try FileManager.default.copyItem(at: Fixtures.url("qwen3_moe"), to: folder)
+        let weights = folder.appendingPathComponent("model.safetensors")
+        let file = try SafetensorsFile(path: weights.path)
+        var writer = SafetensorsWriter()
+        for name in file.tensors.keys.sorted() {
+            let info = try file.info(name)
+            var bytes = Array(try file.rawBytes(name))
+            if name == "model.norm.weight" {
+                let nan: [UInt8] = switch info.dtype { case .f32: [0x00, 0x00, 0xC0, 0x7F]; case .bf16: [0xC0, 0x7F]; default: [0x00, 0x7E] }
+                bytes = (0..<info.elementCount).flatMap { _ in nan }
+            }
+            writer.add(name, dtype: info.dtype, shape: info.shape, bytes: bytes)
+        }
+        try FileManager.default.removeItem(at: weights)
+        try writer.write(to: weights)
+        let model = try MoEModel(directory: folder)
+        XCTAssertThrowsError(try Generator(model: model).generate(prompt: [1, 2, 3], maxTokens: 2)) {
+            guard case .nonFiniteLogits? = $0 as? ModelError else { return XCTFail("\($0)") }
+        }
+    }
 }

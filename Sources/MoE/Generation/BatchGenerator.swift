@@ -161,7 +161,7 @@ public final class BatchGenerator: @unchecked Sendable {
             }
             let logits: [Matrix]
             do {
-                logits = try model.forward(batch: active.map(\.input), caches: &caches)
+                logits = try model.forward(batch: active.map(\.input), caches: &caches).map { try $0.checkedFinite() }
             } catch {
                 defer { active.removeAll() }
                 return active.map { ($0, .failure(error)) }

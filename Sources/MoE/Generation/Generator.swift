@@ -15,7 +15,8 @@ public struct Generator {
         guard prompt.count <= limit else { throw ModelError.contextOverflow(requested: prompt.count, limit: limit) }
         var sampler = Sampler(sampling)
         var cache = model.makeCache()
-        var logits = try model.forward(prompt, cache: &cache)
+        // A NaN or infinity would be sampled as some token: an error rather than a wrong answer.
+        var logits = try model.forward(prompt, cache: &cache).checkedFinite()
         var produced = [Int]()
         while produced.count < maxTokens {
             let last = logits.rows - 1
@@ -23,7 +24,7 @@ public struct Generator {
             if stopTokens.contains(next) { break }
             produced.append(next)
             guard try onToken(next), produced.count < maxTokens, cache.length < limit else { break }
-            logits = try model.forward([next], cache: &cache)
+            logits = try model.forward([next], cache: &cache).checkedFinite()
         }
         return produced
     }
