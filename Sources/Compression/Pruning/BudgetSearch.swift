@@ -62,9 +62,10 @@ struct BudgetSearch {
         var errors = [Int: [Int: Double]]()
         var replay = try RecoveryReplay(store: store, calibration: Array(calibration.prefix(Self.sequenceLimit)), precision: precision)
         for l in 0..<description.layerCount {
+            // One load of the layer's experts serves the target, every count and the advance.
+            let originals = try replay.originals(layer: l)
             if let moe = description.layers[l].moe {
-                let full = try replay.unmodifiedSamples(layer: l)
-                let originals = try StoreExpertSource.layer(l, of: store, precision: precision)
+                let full = try replay.unmodifiedSamples(layer: l, originals: originals)
                 let highest = min(moe.expertCount, budget - (floor - lowest[l]!))
                 errors[l] = [moe.expertCount: 0]
                 for n in lowest[l]!...highest where n < moe.expertCount {
@@ -80,7 +81,7 @@ struct BudgetSearch {
                 }
                 progress("measured layer \(l) at \(lowest[l]!)–\(highest) experts")
             }
-            try replay.advance(layer: l, plan: nil, slots: [])
+            try replay.advance(layer: l, plan: nil, slots: [], originals: originals)
         }
         let counts = try Self.allocate(errors: moeLayers.map { errors[$0]! }, budget: budget)
         var kept = [Int: [Int]]()

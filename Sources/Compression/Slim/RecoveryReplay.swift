@@ -30,9 +30,15 @@ struct RecoveryReplay {
         (try unmodifiedSamples(layer: l), try samples(layer: l, expertMap: plan.expertMap, slots: slots))
     }
 
-    /// Layer `l` as the model has it, watched on the current hidden states.
-    func unmodifiedSamples(layer l: Int) throws -> LayerSamples {
-        try watch(layer: l, weights: runner.layer(l), experts: StoreExpertSource.layer(l, of: store, precision: runner.precision))
+    /// Layer `l`'s imported experts, as the replay runs them.
+    func originals(layer l: Int) throws -> StoreExpertSource {
+        try StoreExpertSource.layer(l, of: store, precision: runner.precision)
+    }
+
+    /// Layer `l` as the model has it, watched on the current hidden states (`originals`: the
+    /// layer's experts when the caller has them loaded already).
+    func unmodifiedSamples(layer l: Int, originals: StoreExpertSource? = nil) throws -> LayerSamples {
+        try watch(layer: l, weights: runner.layer(l), experts: originals ?? self.originals(layer: l))
     }
 
     /// Layer `l` with `expertMap`'s routing and `slots`, watched on the current hidden states.
@@ -51,12 +57,14 @@ struct RecoveryReplay {
     }
 
     /// Moves every sequence through layer `l`: with the plan's routing and `slots` for an MoE
-    /// layer of the plan, as the model has it otherwise; `observer` watches the run.
-    mutating func advance(layer l: Int, plan: LayerPlan?, slots: [any Expert], observer: (any RoutingObserver)? = nil) throws {
+    /// layer of the plan, as the model has it otherwise (with `originals` if already loaded);
+    /// `observer` watches the run.
+    mutating func advance(layer l: Int, plan: LayerPlan?, slots: [any Expert], originals: StoreExpertSource? = nil,
+                          observer: (any RoutingObserver)? = nil) throws {
         precondition(l == nextLayer, "layers are replayed in increasing order")
         let weights = try runner.layer(l, expertMap: plan?.expertMap)
         let experts: any ExpertSource = plan == nil
-            ? try StoreExpertSource.layer(l, of: store, precision: runner.precision)
+            ? try originals ?? self.originals(layer: l)
             : SlotExperts(layer: l, slots: slots)
         for i in 0..<sequenceCount {
             var hidden = try spool.load(i)

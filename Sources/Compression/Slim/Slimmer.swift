@@ -550,17 +550,17 @@ public struct Slimmer {
         return FeedForward(gate: m[0], up: m[1], down: m[2])
     }
 
-    /// The dtype of the imported experts' weights.
-    private func originalDType() throws -> DType {
-        guard let l = description.moeLayerIndices.first, let record = try store.expertRecord(ExpertKey(layer: l, expert: 0)) else { return .f32 }
-        return record.tensors[0].dtype
+    /// The first imported expert record: every imported expert shares its dtypes and size.
+    private func firstOriginalRecord() throws -> ExpertRecord? {
+        guard let l = description.moeLayerIndices.first else { return nil }
+        return try store.expertRecord(ExpertKey(layer: l, expert: 0))
     }
 
+    /// The dtype of the imported experts' weights.
+    private func originalDType() throws -> DType { try firstOriginalRecord()?.tensors[0].dtype ?? .f32 }
+
     /// Bytes of one imported expert record's tensors.
-    private func originalRecordBytes() throws -> Int {
-        guard let l = description.moeLayerIndices.first, let record = try store.expertRecord(ExpertKey(layer: l, expert: 0)) else { return 0 }
-        return record.byteCount
-    }
+    private func originalRecordBytes() throws -> Int { try firstOriginalRecord()?.byteCount ?? 0 }
 
     private func minimumTopK() throws -> Int {
         description.moeLayerIndices.map { description.layers[$0].moe!.topK }.max() ?? 1
