@@ -161,14 +161,21 @@ extension LayerProfile {
     }
 
     /// Lu et al.'s β for rank r (2…k): the median of p_(r)/p_(1), read from the histogram.
-    public func medianScoreRatio(rank r: Int) -> Double {
+    public func medianScoreRatio(rank r: Int) -> Double { scoreRatioQuantile(rank: r, quantile: 0.5) ?? 1 }
+
+    /// The `quantile` (0…1) of p_(r)/p_(1) over the profiled tokens for rank r (2…k), read
+    /// from the histogram with linear interpolation inside a bin; nil when no token was seen.
+    public func scoreRatioQuantile(rank r: Int, quantile: Double) -> Double? {
+        precondition((2...topK).contains(r) && (0...1).contains(quantile))
         let bins = LayerProfile.histogramBins
-        let row = scoreRatioHistogram[((r - 2) * bins)..<((r - 1) * bins)]
+        let row = Array(scoreRatioHistogram[((r - 2) * bins)..<((r - 1) * bins)])
         let total = row.reduce(0, +)
+        guard total > 0 else { return nil }
+        let target = quantile * total
         var cumulative = 0.0
-        for (i, count) in row.enumerated() {
+        for (i, count) in row.enumerated() where count > 0 {
+            if cumulative + count >= target { return (Double(i) + (target - cumulative) / count) / Double(bins) }
             cumulative += count
-            if cumulative >= total / 2 { return (Double(i - row.startIndex) + 0.5) / Double(bins) }
         }
         return 1
     }

@@ -9,18 +9,24 @@
 ///   routing slot, but whenever the unpruned router would have chosen it, the block adds its
 ///   slot's output (a constant) times the gate the unpruned router gives it. Top-k among the
 ///   survivors is unchanged, so a novice never displaces a real expert.
+/// - A routing rule (`RoutingRule`) may change the layer's top-k or skip low-weight experts
+///   token by token; it applies after pruning, over the experts that remain.
 /// - What a slot computes (an original, quantized or merged expert, or a novice's constant
 ///   output) is up to the `ExpertSource`; the map only routes.
 public struct ExpertMap: Codable, Sendable, Equatable {
     public var slotOfExpert: [Int?]
     /// Additive novices by expert (nil when the plan has none; absent in plans stored before them).
     public var noviceSlotOfExpert: [Int?]?
+    /// How many experts each token runs (nil: the family's top-k, all of them; absent in
+    /// plans stored before rules).
+    public var routingRule: RoutingRule?
     public var slotCount: Int
 
-    public init(slotOfExpert: [Int?], noviceSlotOfExpert: [Int?]? = nil) {
+    public init(slotOfExpert: [Int?], noviceSlotOfExpert: [Int?]? = nil, routingRule: RoutingRule? = nil) {
         precondition(noviceSlotOfExpert.map { $0.count == slotOfExpert.count } ?? true, "one novice entry per expert")
         self.slotOfExpert = slotOfExpert
         self.noviceSlotOfExpert = noviceSlotOfExpert
+        self.routingRule = routingRule
         slotCount = ((slotOfExpert + (noviceSlotOfExpert ?? [])).compactMap { $0 }.max() ?? -1) + 1
     }
 
@@ -30,7 +36,8 @@ public struct ExpertMap: Codable, Sendable, Equatable {
     }
 
     public var expertCount: Int { slotOfExpert.count }
-    public var isIdentity: Bool { slotOfExpert.enumerated().allSatisfy { $0.element == $0.offset } && !hasNovices }
+    /// Every expert in its own slot, routed as the family routes: the unmodified layer.
+    public var isIdentity: Bool { slotOfExpert.enumerated().allSatisfy { $0.element == $0.offset } && !hasNovices && routingRule == nil }
     public var hasNovices: Bool { noviceSlotOfExpert?.contains { $0 != nil } ?? false }
     public var survivingExperts: [Int] { slotOfExpert.indices.filter { slotOfExpert[$0] != nil } }
 

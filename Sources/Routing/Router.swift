@@ -18,8 +18,15 @@ public struct Router: Sendable {
     /// Experts the router may choose; nil means all. Pruned experts are left out of the
     /// softmax and of the selection, exactly as if their router rows had been deleted.
     public let available: [Bool]?
+    /// Which of the chosen experts run (nil: all of them); `config.topK` already holds the
+    /// rule's top-k.
+    public let skip: ExpertSkip?
 
-    public init(config: RouterConfig, correctionBias: [Float]? = nil, available: [Bool]? = nil) {
+    /// `rule` (a plan's per-layer routing rule) replaces the family's top-k and may skip
+    /// chosen experts; callers validate it first (`RoutingRule.problem`).
+    public init(config: RouterConfig, correctionBias: [Float]? = nil, available: [Bool]? = nil, rule: RoutingRule? = nil) {
+        var config = config
+        if let topK = rule?.topK { config.topK = topK }
         precondition(config.topK >= 1 && config.topK <= config.expertCount, "top-k \(config.topK) outside 1...\(config.expertCount)")
         precondition(config.expertCount % max(config.groupCount, 1) == 0, "experts must split evenly into groups")
         precondition(!config.usesCorrectionBias || correctionBias?.count == config.expertCount)
@@ -28,6 +35,7 @@ public struct Router: Sendable {
         self.config = config
         self.correctionBias = correctionBias
         self.available = available
+        skip = rule?.skip
     }
 
     /// Scores of all experts from the logits: softmax or sigmoid.
@@ -56,7 +64,11 @@ public struct Router: Sendable {
             for i in choice.indices where !available[i] { choice[i] = -.infinity }
         }
         if config.groupCount > 1 { maskWeakGroups(&choice) }
-        let chosen = Self.topIndices(choice, k: config.topK)
+        var chosen = Self.topIndices(choice, k: config.topK)
+        if let skip {
+            let total = config.scoring == .softmax ? 1 : scores.indices.reduce(0) { $0 + ((available?[$1] ?? true) ? scores[$1] : 0) }
+            chosen.removeLast(chosen.count - skip.runCount(rankedScores: chosen.map { scores[$0] }, total: total))
+        }
         let raw = chosen.map { scores[$0] }
         var gates = raw
         if config.normalizeTopK {

@@ -45,4 +45,11 @@ public struct MoELayerObservation {
 /// observations only when an observer is attached, so an absent observer costs nothing.
 public protocol RoutingObserver: AnyObject {
     func observe(_ observation: MoELayerObservation) throws
+    /// False when the observer never reads `expertOutputs`: the block then leaves them empty
+    /// instead of copying every routed output.
+    var needsExpertOutputs: Bool { get }
+}
+
+extension RoutingObserver {
+    public var needsExpertOutputs: Bool { true }
 }

@@ -4,6 +4,7 @@ import ExpertStore
 import Foundation
 import MoE
 import MoEServer
+import Routing
 
 /// `moekit bench`, in the manner of llama-bench: per plan, prompt processing (one prefill of
 /// `-p` tokens) and generation (`-n` tokens decoded one at a time from an empty context),
@@ -15,8 +16,9 @@ struct BenchCommand: ParsableCommand {
         discussion: """
         Tokens are drawn from a fixed seed, so runs compare. Bytes per generated token are the \
         dense weights one step reads as held (attention, routers, shared experts, output head; \
-        an untied embedding is read one row at a time) plus top-k experts of each MoE layer at \
-        the plan's average expert size. Example: moekit bench --store s.store --plan full --plan q4 -p 512 -n 128
+        an untied embedding is read one row at a time) plus, in each MoE layer, the experts a \
+        token ran (counted over an untimed decode: the top-k, or fewer under a plan's skip rule) \
+        at the plan's average expert size. Example: moekit bench --store s.store --plan full --plan q4 -p 512 -n 128
         """)
 
     @OptionGroup var storeOption: StoreOption
@@ -39,6 +41,8 @@ struct BenchCommand: ParsableCommand {
         var tokensPerSecond: Double
         var standardDeviation: Double
         var bytesPerGeneratedToken: Int
+        /// Experts run per token and MoE layer, averaged (the top-k unless the plan skips).
+        var expertsPerToken: Double
         var expertBytes: Int
         var denseBytes: Int
         var residentBytes: Int?
@@ -62,18 +66,21 @@ struct BenchCommand: ParsableCommand {
                                        loadEverything: true)
             let model = loaded.model
             FileHandle.standardError.write(Data("moekit bench \(name): \(loaded.residency.summary)\n".utf8))
-            let perToken = try bytesPerToken(model: model, plan: plan, store: store)
+            // One untimed run of each test first, as llama-bench does: it faults in the weights
+            // (mapped from the store) and warms the caches, so repetitions measure steady state.
+            // The decode warm-up also counts the experts each token runs.
+            let usage = ExpertUsageCounter()
+            if p > 0 { _ = try model.logits(prompt) }
+            try decode(model, first: first, steps: Swift.max(Swift.min(n, 32), 4), observer: usage)
+            let perToken = bytesPerToken(model: model, plan: plan, experts: usage.meanExpertsPerLayer)
             func row(_ test: String, _ rates: [Double]) -> Row {
                 let mean = rates.reduce(0, +) / Double(rates.count)
                 let sd = rates.count > 1 ? (rates.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(rates.count - 1)).squareRoot() : 0
                 return Row(plan: name, test: test, tokensPerSecond: mean, standardDeviation: sd, bytesPerGeneratedToken: perToken,
+                           expertsPerToken: usage.meanExpertsPerToken,
                            expertBytes: plan.expectedExpertBytes, denseBytes: model.denseByteCount, residentBytes: AvailableMemory.residentBytes(),
                            threads: ComputePool.threads)
             }
-            // One untimed run of each test first, as llama-bench does: it faults in the weights
-            // (mapped from the store) and warms the caches, so repetitions measure steady state.
-            if p > 0 { _ = try model.logits(prompt) }
-            if n > 0 { try decode(model, first: first, steps: Swift.min(n, 4)) }
             if p > 0 {
                 let rates = try (0..<r).map { _ in
                     Double(p) / (try Self.seconds { _ = try model.logits(prompt) })
@@ -91,21 +98,22 @@ struct BenchCommand: ParsableCommand {
     }
 
     /// Greedy decoding of `steps` tokens from an empty context, one forward pass per token.
-    func decode(_ model: MoEModel, first: Int, steps: Int) throws {
+    func decode(_ model: MoEModel, first: Int, steps: Int, observer: (any RoutingObserver)? = nil) throws {
         var cache = model.makeCache()
         var token = first
         for _ in 0..<steps {
-            let logits = try model.forward([token], cache: &cache)
+            let logits = try model.forward([token], cache: &cache, observer: observer)
             token = logits.values.indices.max { logits.values[$0] < logits.values[$1] }!
         }
     }
 
-    /// Dense weights read per step plus top-k experts per MoE layer at the plan's average slot
-    /// size (every slot of a layer has the same shapes; mixed widths average out).
-    func bytesPerToken(model: MoEModel, plan: CompressionPlan, store: ExpertStore) throws -> Int {
+    /// Dense weights read per step plus the experts each MoE layer ran per token (counted; the
+    /// top-k where nothing was counted) at the plan's average slot size (every slot of a layer
+    /// has the same shapes; mixed widths average out).
+    func bytesPerToken(model: MoEModel, plan: CompressionPlan, experts: [Int: Double]) -> Int {
         let d = model.description
-        let slotBytes = plan.expectedExpertBytes / max(plan.slotCount, 1)
-        return model.denseBytesPerToken + d.moeLayerIndices.reduce(0) { $0 + d.layers[$1].moe!.topK * slotBytes }
+        let slotBytes = Double(plan.expectedExpertBytes) / Double(max(plan.slotCount, 1))
+        return model.denseBytesPerToken + Int(d.moeLayerIndices.reduce(0.0) { $0 + (experts[$1] ?? Double(d.layers[$1].moe!.topK)) * slotBytes })
     }
 
     static func seconds(_ body: () throws -> Void) rethrows -> Double {
@@ -115,9 +123,9 @@ struct BenchCommand: ParsableCommand {
     }
 
     static func table(_ rows: [Row]) -> String {
-        var lines = ["| plan | test | threads | t/s | bytes/token | expert bytes | dense bytes | resident |", "|---|---|---|---|---|---|---|---|"]
+        var lines = ["| plan | test | threads | t/s | experts/token | bytes/token | expert bytes | dense bytes | resident |", "|---|---|---|---|---|---|---|---|---|"]
         for r in rows {
-            lines.append("| \(r.plan) | \(r.test) | \(r.threads) | \(String(format: "%.2f ± %.2f", r.tokensPerSecond, r.standardDeviation)) | "
+            lines.append("| \(r.plan) | \(r.test) | \(r.threads) | \(String(format: "%.2f ± %.2f", r.tokensPerSecond, r.standardDeviation)) | \(String(format: "%.2f", r.expertsPerToken)) | "
                 + "\(ByteCount.text(r.bytesPerGeneratedToken)) | \(ByteCount.text(r.expertBytes)) | \(ByteCount.text(r.denseBytes)) | "
                 + "\(r.residentBytes.map(ByteCount.text) ?? "-") |")
         }

@@ -98,11 +98,17 @@ struct EvalCommand: ParsableCommand {
     static func table(_ results: [EvaluationResult]) -> String {
         func pad(_ text: String, _ width: Int) -> String { String(text.prefix(width - 1)).padding(toLength: width, withPad: " ", startingAt: 0) }
         func domain(_ path: String) -> String { URL(fileURLWithPath: path).deletingLastPathComponent().lastPathComponent }
-        var lines = [pad("plan", 24) + pad("data", 12) + "tokens  perplexity   full ppl    Δppl %   KL (nats)   top-1  expert MB  dense MB  tokens/s"]
+        var lines = [pad("plan", 24) + pad("data", 12) + "tokens  perplexity   full ppl    Δppl %   KL (nats)   top-1  experts/token  expert MB  dense MB  tokens/s"]
         for r in results {
-            lines.append(pad(r.plan, 24) + pad(domain(r.data), 12) + String(format: "%6d  %10.3f  %9.3f  %+8.2f  %10.4f  %5.1f%%  %9.2f  %8.2f  %8.0f",
+            lines.append(pad(r.plan, 24) + pad(domain(r.data), 12) + String(format: "%6d  %10.3f  %9.3f  %+8.2f  %10.4f  %5.1f%%  %13.2f  %9.2f  %8.2f  %8.0f",
                 r.tokens, r.perplexity, r.referencePerplexity, r.perplexityChangePercent, r.meanKL, r.topOneAgreement * 100,
-                Double(r.expertBytes) / 1_048_576, Double(r.denseBytes) / 1_048_576, r.tokensPerSecond))
+                r.expertsPerToken, Double(r.expertBytes) / 1_048_576, Double(r.denseBytes) / 1_048_576, r.tokensPerSecond))
+        }
+        // Where a routing rule makes the count vary token by token, show it layer by layer.
+        var shown = Set<String>()
+        for r in results where r.expertsPerTokenByLayer.contains(where: { $0 != $0.rounded() }) && shown.insert(r.plan).inserted {
+            lines.append("\(r.plan): experts per token by MoE layer (\(domain(r.data))): "
+                + r.expertsPerTokenByLayer.map { String(format: "%.2f", $0) }.joined(separator: ", "))
         }
         var domains = [String](), plans = [String]()
         for r in results {

@@ -36,6 +36,9 @@ struct SlimCommand: ParsableCommand {
     @Option(help: "Novice vectors: mean (the expert's mean routed output) or lsq (least squares on calibration text, with --refit if given).") var noviceFit: SlimOptions.NoviceFit = .mean
     @Flag(help: "Refit the kept and merged experts' down projections by ridge least squares on calibration text, layer by layer.") var refit = false
     @Option(help: "The refit's ridge: λ = this × mean diag(ZᵀZ).") var refitRidge = 0.05
+    @Option(help: "Experts chosen per token instead of the family's top-k: one value for every MoE layer, or one per MoE layer (e.g. 8,8,6,6).") var topK: TopKList?
+    @Option(help: "Skip low-weight experts token by token: lu (Lu et al.: rank r runs while p_r ≥ β·p_1, β the median of p_r/p_1 in the profile; lu:Q another quantile), ser:KMIN,T (always the best KMIN, the rest while p_r > T·p_1) or top-p:P (the fewest experts whose probability reaches P).",
+            transform: { try SkipSpecification(parsing: $0) }) var skip: SkipSpecification?
     @Flag(help: "Allow super experts to be pruned.") var pruneSuperExperts = false
     @Option(help: "Average bits per expert weight (mixed precision).") var bits: Double?
     @Option(help: "Quantize every expert at this width instead (2, 3, 4 or 8).") var uniformBits: Int?
@@ -50,15 +53,15 @@ struct SlimCommand: ParsableCommand {
     func validate() throws {
         try PlanNames.checkNew(name)
         if prune != nil && merge != nil { throw ValidationError("choose --prune or --merge, not both") }
-        if prune == nil && merge == nil && bits == nil && uniformBits == nil && denseBits == nil {
-            throw ValidationError("nothing to do: give --prune, --merge, --bits, --uniform-bits or --dense-bits")
+        if prune == nil && merge == nil && bits == nil && uniformBits == nil && denseBits == nil && topK == nil && skip == nil {
+            throw ValidationError("nothing to do: give --prune, --merge, --bits, --uniform-bits, --dense-bits, --top-k or --skip")
         }
         if let prune, Criterion(rawValue: prune) == nil {
             throw ValidationError("unknown criterion '\(prune)'; choose one of \(Criterion.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         if let merge, SlimOptions.MergeMethod(rawValue: merge) == nil { throw ValidationError("unknown merge method '\(merge)'; choose hc-smoe or m-smoe") }
         if budget != .uniform && prune == nil { throw ValidationError("--budget \(budget.rawValue) needs --prune") }
-        if refit && prune == nil && merge == nil { throw ValidationError("--refit needs --prune or --merge") }
+        if refit && prune == nil && merge == nil && topK == nil && skip == nil { throw ValidationError("--refit needs --prune, --merge, --top-k or --skip") }
         guard refitRidge > 0 else { throw ValidationError("--refit-ridge must be positive") }
         if noviceFit == .leastSquares && novices == 0 { throw ValidationError("--novice-fit lsq needs --novices") }
         guard keep > 0 && keep <= 1 else { throw ValidationError("--keep must be in (0, 1]") }
@@ -83,6 +86,8 @@ struct SlimCommand: ParsableCommand {
         options.noviceFit = noviceFit
         options.refit = refit
         options.refitRidge = refitRidge
+        options.topK = topK?.counts
+        options.skip = skip
         options.pruneSuperExperts = pruneSuperExperts
         options.averageBits = bits
         options.uniformBits = uniformBits
@@ -135,6 +140,10 @@ struct PlanSummary: Encodable {
     var perLayerKept: [Int]
     var refitRidge: Double?
     var noviceFit: String?
+    /// `--top-k` and `--skip` as given, and the rule of each MoE layer (nil: the family's routing).
+    var topK: [Int]?
+    var skip: String?
+    var routingRules: [RoutingRule?]
 
     init(result: SlimResult) {
         let plan = result.plan
@@ -152,6 +161,9 @@ struct PlanSummary: Encodable {
         perLayerKept = plan.layers.compactMap { layer in layer.map { $0.slots.count - ($0.expertMap.noviceSlotOfExpert?.compactMap { $0 }.count ?? 0) } }
         refitRidge = plan.recipe.refitRidge
         noviceFit = plan.recipe.noviceFit
+        topK = plan.recipe.topK
+        skip = plan.recipe.skip
+        routingRules = plan.layers.compactMap { $0.map { $0.expertMap.routingRule } }
     }
 
     var text: String {
@@ -159,6 +171,16 @@ struct PlanSummary: Encodable {
         if novices > 0 { lines.append("novices (outside the top-k): \(novices)\(noviceFit.map { ", vectors by \($0)" } ?? "")") }
         if let refitRidge { lines.append("down projections refit by ridge least squares (α = \(refitRidge))") }
         if mergedGroups > 0 { lines.append("merged groups: \(mergedGroups)") }
+        if let topK { lines.append("experts chosen per token: \(topK.map(String.init).joined(separator: ", ")) instead of the family's top-k") }
+        if let skip {
+            lines.append("skipping \(skip) (moekit eval reports the experts run per token)")
+            if case .ratio = routingRules.first??.skip {
+                lines.append("  thresholds β_r for ranks 2… by layer: " + routingRules.map { rule in
+                    guard case let .ratio(thresholds)? = rule?.skip else { return "-" }
+                    return "[" + thresholds.map { String(format: "%.3f", $0) }.joined(separator: " ") + "]"
+                }.joined(separator: ", "))
+            }
+        }
         if !bitHistogram.isEmpty {
             lines.append("bit widths: " + bitHistogram.sorted { Int($0.key)! < Int($1.key)! }.map { "\($0.value) experts at \($0.key) bits" }.joined(separator: ", "))
         }

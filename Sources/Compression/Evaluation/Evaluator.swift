@@ -21,6 +21,10 @@ public struct EvaluationResult: Codable, Sendable, Equatable {
     public var denseBytes: Int
     /// Tokens per second of this model's forward passes (prefill of each window).
     public var tokensPerSecond: Double
+    /// Experts run per token, averaged over MoE layers, and per MoE layer in order: the
+    /// family's top-k unless the plan's routing rule changes or skips them.
+    public var expertsPerToken: Double
+    public var expertsPerTokenByLayer: [Double]
 }
 
 /// One model to score, under its plan's name.
@@ -57,10 +61,11 @@ public struct Evaluator {
     public func evaluate(_ candidates: [EvaluationCandidate], reference: MoEModel, windows: [[Int]], data: String,
                          progress: (Int, Int) -> Void = { _, _ in }) throws -> [EvaluationResult] {
         var scores = Scores(candidates: candidates.count)
+        let usage = scores.usage
         for (w, ids) in windows.enumerated() {
             let referenceLogits = try reference.logits(ids).checkedFinite()
             let logits = try candidates.enumerated().map { c, candidate in
-                try scores.timed(c) { try candidate.model.logits(ids) }.checkedFinite()
+                try scores.timed(c) { try candidate.model.logits(ids, observer: usage[c]) }.checkedFinite()
             }
             scores.add(ids: ids, reference: referenceLogits, candidates: logits)
             progress(w + 1, windows.count)
@@ -78,18 +83,19 @@ public struct Evaluator {
                                   windows: [[Int]], data: String,
                                   progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> [EvaluationResult] {
         var scores = Scores(candidates: candidates.count)
+        let usage = scores.usage
         let layerCount = runner.description.layerCount
         // A plan that quantized dense weights reads them through its own tensors.
         func runnerFor(_ model: StreamedCandidate) -> LayerwiseRunner {
             model.tensors.map { LayerwiseRunner(description: runner.description, tensors: $0, precision: runner.precision) } ?? runner
         }
-        func lastHiddenStates(_ model: StreamedCandidate) throws -> [Matrix] {
+        func lastHiddenStates(_ model: StreamedCandidate, usage: ExpertUsageCounter? = nil) throws -> [Matrix] {
             let runner = runnerFor(model)
             var hidden = try runner.embed(windows)
             for l in 0..<layerCount {
                 let layer = try runner.layer(l, expertMap: model.expertMaps[l])
                 let experts = try model.expertsForLayer(l)
-                for w in hidden.indices { try layer.run(&hidden[w], experts: experts) }
+                for w in hidden.indices { try layer.run(&hidden[w], experts: experts, observer: usage) }
                 progress(model.plan, l + 1, layerCount)
             }
             return hidden
@@ -97,7 +103,7 @@ public struct Evaluator {
         let referenceHidden = try lastHiddenStates(reference)
         var candidateHidden = [[Matrix]]()
         for (c, candidate) in candidates.enumerated() {
-            candidateHidden.append(try scores.timed(c) { try lastHiddenStates(candidate) })
+            candidateHidden.append(try scores.timed(c) { try lastHiddenStates(candidate, usage: usage[c]) })
         }
         // The reference head stays loaded; each candidate's (its own when it quantized it) is
         // loaded in turn, so at most two heads are in memory and no logits are kept.
@@ -122,10 +128,13 @@ public struct Evaluator {
     struct Scores {
         var nll: [Double], kl: [Double], seconds: [Double]
         var agree: [Int]
+        /// Experts each candidate's layers chose per token.
+        let usage: [ExpertUsageCounter]
         var referenceNLL = 0.0
         var count = 0
 
         init(candidates: Int) {
+            usage = (0..<candidates).map { _ in ExpertUsageCounter() }
             (nll, kl, seconds, agree) = (Array(repeating: 0, count: candidates), Array(repeating: 0, count: candidates),
                                          Array(repeating: 0, count: candidates), Array(repeating: 0, count: candidates))
         }
@@ -171,11 +180,13 @@ public struct Evaluator {
             let tokens = Double(windows.reduce(0) { $0 + $1.count })
             return plans.indices.map { c in
                 let perplexity = exp(nll[c] / n)
+                let experts = usage[c].meanExpertsPerLayer
                 return EvaluationResult(
                     plan: plans[c], data: data, tokens: count, perplexity: perplexity, referencePerplexity: referencePerplexity,
                     perplexityChangePercent: (perplexity / referencePerplexity - 1) * 100, meanKL: kl[c] / n,
                     topOneAgreement: Double(agree[c]) / n, expertBytes: expertBytes[c], denseBytes: denseBytes[c],
-                    tokensPerSecond: tokens / max(seconds[c], 1e-9))
+                    tokensPerSecond: tokens / max(seconds[c], 1e-9), expertsPerToken: usage[c].meanExpertsPerToken,
+                    expertsPerTokenByLayer: experts.keys.sorted().map { experts[$0]! })
             }
         }
     }

@@ -75,8 +75,12 @@ public struct CompressionPlan: Codable, Sendable, Equatable {
                 guard map.expertCount == moe.expertCount else {
                     throw PlanError.invalid(plan: name, reason: "layer \(l) maps \(map.expertCount) router rows, the model has \(moe.expertCount) experts")
                 }
-                guard map.survivingExperts.count >= moe.topK else {
-                    throw PlanError.invalid(plan: name, reason: "layer \(l) keeps \(map.survivingExperts.count) experts, fewer than top-\(moe.topK)")
+                let topK = map.routingRule?.topK ?? moe.topK
+                guard map.survivingExperts.count >= topK else {
+                    throw PlanError.invalid(plan: name, reason: "layer \(l) keeps \(map.survivingExperts.count) experts, fewer than top-\(topK)")
+                }
+                if let problem = map.routingRule?.problem(familyTopK: moe.topK, routable: map.survivingExperts.count) {
+                    throw PlanError.invalid(plan: name, reason: "layer \(l): \(problem)")
                 }
                 guard map.noviceSlotOfExpert.map({ $0.count == moe.expertCount }) ?? true else {
                     throw PlanError.invalid(plan: name, reason: "layer \(l) maps novices for \(map.noviceSlotOfExpert!.count) experts, the model has \(moe.expertCount)")
@@ -115,6 +119,9 @@ public struct PlanRecipe: Codable, Sendable, Equatable {
     public var noviceFit: String?
     /// Experts kept in each MoE layer, as `--budget search` chose them.
     public var searchedCounts: [Int]?
+    /// `--top-k` (one value, or one per MoE layer) and `--skip` as given (nil: the family's routing).
+    public var topK: [Int]?
+    public var skip: String?
 
     public init(method: String) { self.method = method }
 }

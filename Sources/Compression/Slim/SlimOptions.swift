@@ -36,6 +36,11 @@ public struct SlimOptions: Sendable {
     public var refit = false
     /// α of the refit's ridge λ = α · mean diag(ZᵀZ).
     public var refitRidge = 0.05
+    /// Experts chosen per token in each MoE layer instead of the family's top-k: one value for
+    /// every layer, or one per MoE layer in order (nil: the family's).
+    public var topK: [Int]?
+    /// Skip low-weight experts token by token (METHODS §14), after pruning or merging.
+    public var skip: SkipSpecification?
     /// Prune super experts like any other (by default they are always kept).
     public var pruneSuperExperts = false
     /// Average bits per expert weight (nil: keep the stored precision).

@@ -64,10 +64,10 @@ public struct Slimmer {
             let scores = criteria.map { $0.map(criterion.value) }
             guard options.budget == .search else {
                 return try ExpertSelection.keep(scores: scores, keepFraction: options.keepFraction, budget: options.budget,
-                                                minimumPerLayer: try minimumTopK(), protected: protected)
+                                                minimumPerLayer: try minimumTopK(options), protected: protected)
             }
             let search = try BudgetSearch(store: store, calibration: calibration, precision: options.replayPrecision)
-                .search(scores: scores, keepFraction: options.keepFraction, minimumPerLayer: try minimumTopK(),
+                .search(scores: scores, keepFraction: options.keepFraction, minimumPerLayer: try minimumTopK(options),
                         protected: protected, progress: progress)
             recipe.searchedCounts = search.counts
             return search.kept
@@ -122,6 +122,14 @@ public struct Slimmer {
                 layers[l] = LayerPlan(expertMap: .identity(expertCount: moe.expertCount),
                                       slots: (0..<moe.expertCount).map { .expert($0, variant: 0) })
             }
+        }
+
+        // 1a. Routing rules: a top-k other than the family's and token-by-token skipping,
+        // over the experts that remain (the refit below fits under them).
+        if options.topK != nil || options.skip != nil {
+            try applyRoutingRules(&layers, options: options, profile: profile)
+            recipe.topK = options.topK
+            recipe.skip = options.skip?.description
         }
 
         // 1b. Recovery: refit down projections and fit novice vectors, layer by layer.
@@ -562,7 +570,37 @@ public struct Slimmer {
     /// Bytes of one imported expert record's tensors.
     private func originalRecordBytes() throws -> Int { try firstOriginalRecord()?.byteCount ?? 0 }
 
-    private func minimumTopK() throws -> Int {
-        description.moeLayerIndices.map { description.layers[$0].moe!.topK }.max() ?? 1
+    /// The most experts any MoE layer chooses per token: pruning keeps at least this many.
+    private func minimumTopK(_ options: SlimOptions) throws -> Int {
+        try description.moeLayerIndices.map { try topK(layer: $0, options: options) }.max() ?? 1
+    }
+
+    /// Experts layer `l` chooses per token under the plan's rule (`--top-k`), else the family's.
+    private func topK(layer l: Int, options: SlimOptions) throws -> Int {
+        guard let counts = options.topK else { return description.layers[l].moe!.topK }
+        let moeLayers = description.moeLayerIndices
+        guard counts.count == 1 || counts.count == moeLayers.count else {
+            throw PlanError.invalid(plan: options.name, reason: "--top-k gives \(counts.count) values; give one, or one per MoE layer (\(moeLayers.count))")
+        }
+        return counts.count == 1 ? counts[0] : counts[moeLayers.firstIndex(of: l)!]
+    }
+
+    /// Sets every MoE layer's routing rule from `--top-k` and `--skip`; a rule equal to the
+    /// family's routing is left out, so such a layer stays unmodified.
+    private func applyRoutingRules(_ layers: inout [LayerPlan?], options: SlimOptions, profile: RoutingProfile) throws {
+        for l in description.moeLayerIndices {
+            let moe = description.layers[l].moe!
+            let k = try topK(layer: l, options: options)
+            var rule = RoutingRule(topK: k == moe.topK ? nil : k)
+            do {
+                rule.skip = try options.skip?.resolve(layer: l, profile: profile.layers[l], topK: k)
+            } catch {
+                throw PlanError.invalid(plan: options.name, reason: error.description)
+            }
+            if let problem = rule.problem(familyTopK: moe.topK, routable: layers[l]!.expertMap.survivingExperts.count) {
+                throw PlanError.invalid(plan: options.name, reason: "layer \(l): \(problem)")
+            }
+            layers[l]!.expertMap.routingRule = rule == RoutingRule() ? nil : rule
+        }
     }
 }

@@ -23,11 +23,15 @@ struct MoEBlock: Sendable {
         routerWeight = try tensors.matrix(n.router(l), shape: [moe.expertCount, d.hiddenSize])
         let bias = moe.router.usesCorrectionBias ? try tensors.vector(n.correctionBias(l), count: moe.expertCount) : nil
         let map = expertMap ?? .identity(expertCount: moe.expertCount)
-        guard map.expertCount == moe.expertCount, map.survivingExperts.count >= moe.topK else {
-            throw ModelError.invalidExpertMap(layer: l, reason: "it covers \(map.expertCount) experts and keeps \(map.survivingExperts.count); the layer has \(moe.expertCount) with top-\(moe.topK)")
+        let topK = map.routingRule?.topK ?? moe.topK
+        guard map.expertCount == moe.expertCount, map.survivingExperts.count >= topK else {
+            throw ModelError.invalidExpertMap(layer: l, reason: "it covers \(map.expertCount) experts and keeps \(map.survivingExperts.count); the layer has \(moe.expertCount) with top-\(topK)")
         }
         self.expertMap = map
-        router = Router(config: moe.router, correctionBias: bias, available: map.isIdentity ? nil : map.available)
+        if let problem = map.routingRule?.problem(familyTopK: moe.topK, routable: map.survivingExperts.count) {
+            throw ModelError.invalidExpertMap(layer: l, reason: problem)
+        }
+        router = Router(config: moe.router, correctionBias: bias, available: map.isIdentity ? nil : map.available, rule: map.routingRule)
         unprunedRouter = map.hasNovices ? Router(config: moe.router, correctionBias: bias) : nil
         if let sharedExpert = moe.sharedExpert {
             shared = try tensors.feedForward(gate: n.sharedExpert(l, .gate)!, up: n.sharedExpert(l, .up)!,
@@ -73,16 +77,17 @@ struct MoEBlock: Sendable {
             }
         }
         let width = x.columns
-        let slots = config.topK
+        let slots = router.config.topK
         var output = Matrix(zeros: x.rows, width)
-        var slotOutputs = observer == nil ? [] : [Float](repeating: 0, count: x.rows * slots * width)
+        let recordsOutputs = observer?.needsExpertOutputs ?? false
+        var slotOutputs = recordsOutputs ? [Float](repeating: 0, count: x.rows * slots * width) : []
         let used = assignments.indices.filter { !assignments[$0].isEmpty }
         // Adds one slot's result into the output (and the observer's per-slot outputs).
         func accumulate(_ result: Matrix, slot e: Int) {
             for (i, assignment) in assignments[e].enumerated() {
                 let target = assignment.token * width
                 for c in 0..<width { output.values[target + c] += assignment.gate * result.values[i * width + c] }
-                if observer != nil && assignment.slot >= 0 {
+                if recordsOutputs && assignment.slot >= 0 {
                     let slotBase = (assignment.token * slots + assignment.slot) * width
                     for c in 0..<width { slotOutputs[slotBase + c] = result.values[i * width + c] }
                 }
