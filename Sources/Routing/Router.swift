@@ -65,10 +65,7 @@ public struct Router: Sendable {
         }
         if config.groupCount > 1 { maskWeakGroups(&choice) }
         var chosen = Self.topIndices(choice, k: config.topK)
-        if let skip {
-            let total = config.scoring == .softmax ? 1 : scores.indices.reduce(0) { $0 + ((available?[$1] ?? true) ? scores[$1] : 0) }
-            chosen.removeLast(chosen.count - skip.runCount(rankedScores: chosen.map { scores[$0] }, total: total))
-        }
+        if let skip { chosen = skipped(chosen, scores: scores, rule: skip) }
         let raw = chosen.map { scores[$0] }
         var gates = raw
         if config.normalizeTopK {
@@ -79,6 +76,16 @@ public struct Router: Sendable {
             for i in gates.indices { gates[i] *= config.scalingFactor }
         }
         return RoutingDecision(experts: chosen, gates: gates, scores: raw)
+    }
+
+    /// The chosen experts that run under `rule`: the weakest by raw score are dropped, the rest
+    /// keep their order. (The raw score is what weighs an expert's output; with a correction
+    /// bias the choice order can differ from it.)
+    private func skipped(_ chosen: [Int], scores: [Float], rule: ExpertSkip) -> [Int] {
+        let total = config.scoring == .softmax ? 1 : scores.indices.reduce(0) { $0 + ((available?[$1] ?? true) ? scores[$1] : 0) }
+        let byScore = chosen.indices.sorted { scores[chosen[$0]] > scores[chosen[$1]] || (scores[chosen[$0]] == scores[chosen[$1]] && $0 < $1) }
+        let runs = Set(byScore.prefix(rule.runCount(rankedScores: byScore.map { scores[chosen[$0]] }, total: total)))
+        return chosen.indices.filter(runs.contains).map { chosen[$0] }
     }
 
     /// Sets the selection scores of experts outside the best groups to -inf.
