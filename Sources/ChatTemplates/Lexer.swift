@@ -98,10 +98,10 @@ struct Lexer {
             case "#": try skipComment(from: tagStart)
             case "{":
                 tokens.append(Token(kind: .variableBegin, location: tagStart))
-                try lexExpression(closing: "}}", endKind: .variableEnd, trims: false)
+                try lexExpression(closing: "}}", endKind: .variableEnd, trims: false, openedAt: tagStart)
             default:
                 tokens.append(Token(kind: .blockBegin, location: tagStart))
-                try lexExpression(closing: "%}", endKind: .blockEnd, trims: true)
+                try lexExpression(closing: "%}", endKind: .blockEnd, trims: true, openedAt: tagStart)
             }
             textStart = here
         }
@@ -141,8 +141,7 @@ struct Lexer {
         throw TemplateError(.syntax, "comment not closed with #}", at: start)
     }
 
-    private mutating func lexExpression(closing: String, endKind: Token.Kind, trims: Bool) throws(TemplateError) {
-        let start = here
+    private mutating func lexExpression(closing: String, endKind: Token.Kind, trims: Bool, openedAt start: SourceLocation) throws(TemplateError) {
         var depth = 0   // open ( [ { inside the tag, so `}}` of a nested dict does not close it
         while true {
             while let next = peek(), next.properties.isWhitespace { advance() }
