@@ -45,7 +45,7 @@ let package = Package(
         .testTarget(name: "MoETests", dependencies: ["MoE", "Routing"]),
         .testTarget(name: "ExpertStoreTests", dependencies: ["ExpertStore", "MoE", "CLMDB"]),
         .testTarget(name: "ChatTemplatesTests", dependencies: ["ChatTemplates"]),
-        .testTarget(name: "MoEServerTests", dependencies: ["MoEServer", "ChatTemplates", "Compression", "ExpertStore", "MoE", "Routing"]),
+        .testTarget(name: "MoEServerTests", dependencies: ["MoEServer", "Compression", "ExpertStore", "MoE", "Routing"]),
         .testTarget(name: "CompressionTests", dependencies: ["Compression", "MoE", "Routing", "ExpertStore", "CKernels"]),
     ]
 )

@@ -1,4 +1,6 @@
 import Foundation
+import ExpertStore
+import MoE
 import MoEServer
 import XCTest
 
@@ -95,5 +97,61 @@ final class ChatTemplateServerTests: XCTestCase {
             XCTAssertEqual(template.kind, .model, name)
             XCTAssertEqual(template.endOfTurn, expected, name)
         }
+    }
+}
+
+/// The chat endpoint end to end with a template other than ChatML: the default model
+/// imported with OLMoE's published template as its `chat_template.jinja`, served as `full`.
+final class ChatTemplateHTTPTests: XCTestCase {
+    func testChatEndpointRendersTheStoresOwnTemplate() async throws {
+        try XCTSkipUnless(ServeFixture.hasWeights, "the default model has no weights here")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("moekit-chat-template-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let checkpoint = directory.appendingPathComponent("checkpoint")
+        try FileManager.default.createDirectory(at: checkpoint, withIntermediateDirectories: true)
+        for name in ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"] {
+            try FileManager.default.copyItem(at: ServeFixture.checkpoint.appendingPathComponent(name), to: checkpoint.appendingPathComponent(name))
+        }
+        try FileManager.default.createSymbolicLink(at: checkpoint.appendingPathComponent("model.safetensors"),
+                                                   withDestinationURL: ServeFixture.checkpoint.appendingPathComponent("model.safetensors"))
+        try Data(try ChatTemplateServerTests.published("olmoe").utf8).write(to: checkpoint.appendingPathComponent("chat_template.jinja"))
+        let storeURL = directory.appendingPathComponent("store")
+        _ = try StoreImporter(checkpoint: checkpoint, store: storeURL).run()
+        let store = try ExpertStore(url: storeURL)
+
+        let engine = try ServingEngine(store: store, configuration: ServerConfiguration(plans: ["full"], port: 0))
+        XCTAssertEqual(engine.chatTemplate.origin, "chat_template.jinja")
+        XCTAssertEqual(engine.chatTemplate.endOfTurn, "<|endoftext|>")
+        let server = MoEServer(engine: engine)
+        let running = try await server.start()
+        let client = Client(port: running.port)
+
+        // The Tulu/OLMoE template by hand: bos_token (the tiny model's is <|endoftext|>), each
+        // message as <|role|>\ncontent\n, then the generation prompt.
+        let rendered = "<|endoftext|><|system|>\nYou write Python.\n<|user|>\nSort a list.\n<|assistant|>\n"
+        let tokenizer = engine.tokenizer
+        let promptTokens = tokenizer.encode(rendered, addSpecialTokens: false)
+        let endOfText = try XCTUnwrap(tokenizer.tokenID("<|endoftext|>"))
+        XCTAssertEqual(promptTokens.first, endOfText)
+        var detokenizer = StreamingDetokenizer(tokenizer: tokenizer)
+        var expected = ""
+        let model = try store.loadModel()
+        _ = try Generator(model: model).generate(prompt: promptTokens, maxTokens: 10, stopTokens: Set(model.description.eosTokenIDs).union([endOfText])) { token in
+            expected += detokenizer.append(token)
+            return true
+        }
+        expected += detokenizer.flush()
+
+        let (status, body) = try await client.post("/v1/chat/completions", json: [
+            "model": "full", "max_tokens": 10,
+            "messages": [["role": "system", "content": "You write Python."], ["role": "user", "content": "Sort a list."]],
+        ])
+        XCTAssertEqual(status, 200, String(decoding: body, as: UTF8.self))
+        let answer = try object(body)
+        let message = try XCTUnwrap((answer["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])
+        XCTAssertEqual(message["content"] as? String, expected.components(separatedBy: "<|endoftext|>")[0])
+        XCTAssertEqual((answer["usage"] as? [String: Int])?["prompt_tokens"], promptTokens.count)
+        await running.stop()
+        withExtendedLifetime(server) {}
     }
 }
