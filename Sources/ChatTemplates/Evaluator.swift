@@ -8,6 +8,11 @@ import Foundation
 final class Evaluator {
     private var scopes: [[String: Value]]
     private var output = ""
+    /// Macro calls in progress; bounded so a macro that calls itself cannot exhaust the stack.
+    private var callDepth = 0
+    static let maximumCallDepth = 20
+    /// The longest text a template may build (output, or one string or list by `*`).
+    static let maximumLength = 16 << 20
 
     /// How a statement list ended: normally, or by `{% break %}` / `{% continue %}`.
     enum Flow {
@@ -72,6 +77,9 @@ final class Evaluator {
             output += text
         case let .output(expression):
             output += try evaluate(expression).text
+            guard output.utf8.count <= Evaluator.maximumLength else {
+                throw TemplateError(.unsupported, "output longer than \(Evaluator.maximumLength) bytes", at: statement.location)
+            }
         case let .ifChain(branches, otherwise):
             for branch in branches where try evaluate(branch.condition).isTruthy {
                 return try execute(branch.body)
@@ -153,9 +161,13 @@ final class Evaluator {
             guard positional.count <= definition.parameters.count else {
                 throw TemplateError(.type, "macro '\(definition.name)' takes not more than \(definition.parameters.count) argument(s)")
             }
+            guard callDepth < Evaluator.maximumCallDepth else {
+                throw TemplateError(.unsupported, "macro calls nested more than \(Evaluator.maximumCallDepth) deep")
+            }
             let savedScopes = scopes
             let savedOutput = output
-            defer { scopes = savedScopes; output = savedOutput }
+            callDepth += 1
+            defer { scopes = savedScopes; output = savedOutput; callDepth -= 1 }
             scopes = [savedScopes[0], [:]]
             output = ""
             for (index, parameter) in definition.parameters.enumerated() {
@@ -372,7 +384,7 @@ final class Evaluator {
 
     private func binary(_ op: String, _ left: Value, _ right: Value, at location: SourceLocation) throws(TemplateError) -> Value {
         switch op {
-        case "~": return .string(left.text + right.text)
+        case "~": return try bounded(.string(left.text + right.text), at: location)
         case "==": return .bool(left.equals(right))
         case "!=": return .bool(!left.equals(right))
         case "in", "not in":
@@ -403,13 +415,24 @@ final class Evaluator {
             }
         case "+":
             switch (left, right) {
-            case let (.string(a), .string(b)): return .string(a + b)
-            case let (.array(a), .array(b)): return .array(a + b)
+            case let (.string(a), .string(b)): return try bounded(.string(a + b), at: location)
+            case let (.array(a), .array(b)): return try bounded(.array(a + b), at: location)
             case (.string, _): throw TemplateError(.type, "can only concatenate str (not \"\(right.typeName)\") to str", at: location)
             case (.array, _): throw TemplateError(.type, "can only concatenate list (not \"\(right.typeName)\") to list", at: location)
             default: break
             }
         case "*":
+            if let count = right.integerValue, count > 0 {
+                let size: Int
+                switch left {
+                case let .string(text): size = text.utf8.count
+                case let .array(items): size = items.count
+                default: size = 0
+                }
+                guard size.multipliedReportingOverflow(by: count).overflow == false, size * count <= Evaluator.maximumLength else {
+                    throw TemplateError(.unsupported, "a repetition longer than \(Evaluator.maximumLength)", at: location)
+                }
+            }
             if case let .string(text) = left, let count = right.integerValue { return .string(String(repeating: text, count: max(0, count))) }
             if case let .array(items) = left, let count = right.integerValue {
                 return .array(Array((0..<max(0, count)).map { _ in items }.joined()))
@@ -453,6 +476,21 @@ final class Evaluator {
         case "**": return .float(pow(a, b))
         default: throw unsupported
         }
+    }
+
+    /// Refuses strings and lists longer than `maximumLength` (a template doubling a string
+    /// in a loop would otherwise exhaust memory).
+    private func bounded(_ value: Value, at location: SourceLocation) throws(TemplateError) -> Value {
+        let size: Int
+        switch value {
+        case let .string(text): size = text.utf8.count
+        case let .array(items): size = items.count
+        default: size = 0
+        }
+        guard size <= Evaluator.maximumLength else {
+            throw TemplateError(.unsupported, "a value longer than \(Evaluator.maximumLength)", at: location)
+        }
+        return value
     }
 
     private func checked(_ result: (partialValue: Int, overflow: Bool), at location: SourceLocation) throws(TemplateError) -> Value {

@@ -147,7 +147,7 @@ struct Lexer {
             while let next = peek(), next.properties.isWhitespace { advance() }
             guard let scalar = peek() else { throw TemplateError(.syntax, "tag not closed with \(closing)", at: start) }
             if depth == 0 {
-                if (scalar == "-" || scalar == "+") && starts(with: closing, at: 1) {
+                if (scalar == "-" || (scalar == "+" && trims)) && starts(with: closing, at: 1) {
                     tokens.append(Token(kind: endKind, location: here))
                     advance(3)
                     afterClose(sign: scalar, trims: trims)

@@ -5,6 +5,10 @@
 struct Parser {
     private let tokens: [Token]
     private var index = 0
+    /// How deeply expressions nest right now; bounded so a hostile template cannot
+    /// exhaust the stack.
+    private var nesting = 0
+    static let maximumNesting = 32
 
     init(tokens: [Token]) {
         self.tokens = tokens
@@ -79,6 +83,8 @@ struct Parser {
     /// Statements until one of `ends` (its `{% name` consumed, the rest of the tag not), or
     /// the end of the template when `ends` is empty.
     private mutating func parseStatements(until ends: Set<String>) throws(TemplateError) -> ([Statement], EndTag?) {
+        try enter()
+        defer { nesting -= 1 }
         var body = [Statement]()
         while let token = current {
             switch token.kind {
@@ -236,7 +242,16 @@ struct Parser {
         return Expression(kind: .tuple(items), location: start)
     }
 
+    private mutating func enter(by levels: Int = 1) throws(TemplateError) {
+        nesting += levels
+        guard nesting <= Parser.maximumNesting else {
+            throw TemplateError(.unsupported, "expressions nested more than \(Parser.maximumNesting) deep", at: location)
+        }
+    }
+
     mutating func parseExpression() throws(TemplateError) -> Expression {
+        try enter()
+        defer { nesting -= 1 }
         let start = location
         let value = try parseOr()
         guard skipName("if") else { return value }
@@ -266,12 +281,16 @@ struct Parser {
     }
 
     private mutating func parseNot() throws(TemplateError) -> Expression {
-        if isName("not") {
-            let at = location
+        // `not not x`: the prefixes are counted, not recursed into.
+        var prefixes = [SourceLocation]()
+        while isName("not") {
+            prefixes.append(location)
             index += 1
-            return Expression(kind: .unary("not", try parseNot()), location: at)
+            if prefixes.count > Parser.maximumNesting { try enter(by: prefixes.count) }
         }
-        return try parseComparison()
+        var node = try parseComparison()
+        for at in prefixes.reversed() { node = Expression(kind: .unary("not", node), location: at) }
+        return node
     }
 
     private mutating func parseComparison() throws(TemplateError) -> Expression {
@@ -291,8 +310,8 @@ struct Parser {
             } else {
                 return left
             }
-            // Jinja chains comparisons (`a < b < c`); chat templates compare pairs, so a chain
-            // is read left to right as nested pairs, which is what `==`/`!=` of booleans need.
+            // Jinja chains comparisons (`a < b < c` means `a < b and b < c`); chat templates
+            // compare pairs, so a chain is read as nested pairs here: `(a < b) < c`.
             left = Expression(kind: .binary(op, left, try parseAdditive()), location: at)
         }
     }
@@ -338,14 +357,15 @@ struct Parser {
     }
 
     private mutating func parseUnary(withFilters: Bool) throws(TemplateError) -> Expression {
-        let at = location
-        var node: Expression
-        if case let .symbol(symbol)? = current?.kind, symbol == "-" || symbol == "+" {
+        // `- - x`: Jinja applies filters to the whole negation (`-x|abs` is `(-x)|abs`).
+        var prefixes = [(symbol: String, at: SourceLocation)]()
+        while case let .symbol(symbol)? = current?.kind, symbol == "-" || symbol == "+" {
+            prefixes.append((symbol, location))
             index += 1
-            node = Expression(kind: .unary(symbol, try parseUnary(withFilters: false)), location: at)
-        } else {
-            node = try parsePostfix(try parsePrimary())
+            if prefixes.count > Parser.maximumNesting { try enter(by: prefixes.count) }
         }
+        var node = try parsePostfix(try parsePrimary())
+        for prefix in prefixes.reversed() { node = Expression(kind: .unary(prefix.symbol, node), location: prefix.at) }
         return withFilters ? try parseFiltersAndTests(node) : node
     }
 

@@ -74,25 +74,22 @@ public struct ChatTemplate: Sendable {
             self = .plain
             return
         }
+        let endOfTurn = ChatTemplate.endOfTurn(template: source.text, eosToken: tokens["eos_token"])
         do {
             let template = try Template(source.text)
-            // A template can parse and still use something this interpreter refuses at
-            // render time; find out now rather than on the first request.
-            _ = try ChatTemplate.render(template, [ChatMessage(role: "user", content: "Hello")], specialTokens: tokens)
-            self.init(kind: .model, origin: source.origin, warning: nil,
-                      endOfTurn: ChatTemplate.endOfTurn(template: source.text, eosToken: tokens["eos_token"]),
-                      template: template, specialTokens: tokens)
-        } catch let error where error.kind != .raised {
+            do {
+                // A template can parse and still use something this interpreter refuses at
+                // render time; find out now rather than on the first request.
+                _ = try ChatTemplate.render(template, [ChatMessage(role: "user", content: "Hello")], specialTokens: tokens)
+            } catch where error.kind == .raised {
+                // The template refused even one user message (it may require a system
+                // message): it is still the model's template, and requests get its message.
+            }
+            self.init(kind: .model, origin: source.origin, warning: nil, endOfTurn: endOfTurn, template: template, specialTokens: tokens)
+        } catch {
             self.init(kind: .plain, origin: source.origin,
                       warning: "the model's chat template (\(source.origin)) cannot be used, so chat uses the plain 'role: content' format: \(error)",
                       endOfTurn: nil, template: nil, specialTokens: [:])
-        } catch {
-            // It refused even a single user message: still the model's template; requests
-            // get its message as a 400.
-            let template = try? Template(source.text)
-            self.init(kind: .model, origin: source.origin, warning: nil,
-                      endOfTurn: ChatTemplate.endOfTurn(template: source.text, eosToken: tokens["eos_token"]),
-                      template: template, specialTokens: tokens)
         }
     }
 

@@ -128,6 +128,39 @@ final class InterpreterTests: XCTestCase {
         XCTAssertEqual(renderError("{{ 'a'.nope() }}")?.reason, "'str object' has no attribute 'nope'")
     }
 
+    /// Templates come with the model: ones built to exhaust the stack or memory get a typed
+    /// error instead of crashing the server.
+    func testHostileTemplatesFailWithoutCrashing() {
+        func error(_ source: String) -> TemplateError? {
+            do { _ = try Template(source).render([:]); return nil } catch { return error }
+        }
+        XCTAssertEqual(error("{{ " + String(repeating: "(", count: 5000) + "1" + String(repeating: ")", count: 5000) + " }}")?.reason,
+                       "expressions nested more than 32 deep")
+        XCTAssertEqual(error("{{ " + String(repeating: "not ", count: 5000) + "x }}")?.kind, .unsupported)
+        XCTAssertEqual(error(String(repeating: "{% if true %}", count: 5000))?.kind, .unsupported)
+        XCTAssertEqual(error("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}")?.reason, "macro calls nested more than 20 deep")
+        XCTAssertEqual(error("{{ 'x' * 100000000 }}")?.kind, .unsupported)
+        XCTAssertEqual(error("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}")?.kind, .unsupported)
+        XCTAssertEqual(error("{{ 9223372036854775807 + 1 }}")?.reason, "integer overflow")
+    }
+
+    /// The limits leave room on a small stack: the deepest template allowed renders on a
+    /// thread with 512 KiB (a secondary thread's default on macOS).
+    func testDeepestAllowedTemplateFitsA512KiBStack() throws {
+        let nested = "{{ " + String(repeating: "(", count: 30) + "1" + String(repeating: ")", count: 30) + " }}"
+        let recursive = "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{% endif %}{{ n }}{% endmacro %}{{ f(19) }}"
+        let done = expectation(description: "rendered")
+        nonisolated(unsafe) var results = [String]()
+        let thread = Thread {
+            results = [nested, recursive].map { (try? Template($0).render([:])) ?? "failed" }
+            done.fulfill()
+        }
+        thread.stackSize = 512 << 10
+        thread.start()
+        wait(for: [done], timeout: 30)
+        XCTAssertEqual(results, ["1", (0...19).map(String.init).joined()])
+    }
+
     func testJSONInputKeepsKeyOrderAndNumberTypes() throws {
         let value = try Value(parsingJSON: Data(#"{"z": 1, "a": [2.0, -3, "\u00e9\ud83d\ude42", null, true], "m": {}}"#.utf8))
         XCTAssertEqual(try Template("{{ v|tojson }}").render(["v": value]), #"{"z": 1, "a": [2.0, -3, "é🙂", null, true], "m": {}}"#)
