@@ -26,7 +26,10 @@ let package = Package(
         .target(name: "MoE", dependencies: ["Routing", "CBLAS", "CKernels"]),
         .target(name: "ExpertStore", dependencies: ["MoE", "Routing", "CLMDB", "CBLAS", "CKernels"]),
         .target(name: "Compression", dependencies: ["MoE", "Routing", "ExpertStore", "CBLAS", "CKernels"]),
-        .target(name: "MoEServer", dependencies: ["MoE", "Routing", "ExpertStore", "Compression", "CKernels", .product(name: "Hummingbird", package: "hummingbird"),
+        // A Jinja interpreter for the subset Hugging Face chat templates use (no Swift Jinja
+        // package is available to this project); Foundation only.
+        .target(name: "ChatTemplates"),
+        .target(name: "MoEServer", dependencies: ["ChatTemplates", "MoE", "Routing", "ExpertStore", "Compression", "CKernels", .product(name: "Hummingbird", package: "hummingbird"),
                                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .executableTarget(
             name: "moekit",
@@ -41,6 +44,7 @@ let package = Package(
         .testTarget(name: "RoutingTests", dependencies: ["Routing"]),
         .testTarget(name: "MoETests", dependencies: ["MoE", "Routing"]),
         .testTarget(name: "ExpertStoreTests", dependencies: ["ExpertStore", "MoE", "CLMDB"]),
+        .testTarget(name: "ChatTemplatesTests", dependencies: ["ChatTemplates"]),
         .testTarget(name: "MoEServerTests", dependencies: ["MoEServer", "Compression", "ExpertStore", "MoE", "Routing"]),
         .testTarget(name: "CompressionTests", dependencies: ["Compression", "MoE", "Routing", "ExpertStore", "CKernels"]),
     ]

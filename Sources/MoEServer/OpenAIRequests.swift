@@ -15,6 +15,9 @@ public struct GenerationRequest: Sendable, Equatable {
     public var stream: Bool
     /// Set for chat requests: text that also ends the answer (ChatML's `<|im_end|>`).
     public var endOfTurn: String?
+    /// Whether tokenizing the prompt adds the tokenizer's special tokens (a BOS): false
+    /// for a prompt rendered by the model's chat template, which writes them itself.
+    public var addSpecialTokens = true
 
     /// Parses a `/v1/completions` body.
     public static func completion(json: Data) throws -> GenerationRequest {
@@ -27,7 +30,9 @@ public struct GenerationRequest: Sendable, Equatable {
     public static func chat(json: Data, template: ChatTemplate) throws -> GenerationRequest {
         let body = try decode(ChatBody.self, json)
         guard !body.messages.isEmpty else { throw APIError.invalidParameter("messages", "messages must hold at least one message") }
-        return try body.common.request(prompt: template.render(body.messages), endOfTurn: template.endOfTurn)
+        var request = try body.common.request(prompt: template.render(body.messages), endOfTurn: template.endOfTurn)
+        request.addSpecialTokens = template.addsSpecialTokens
+        return request
     }
 
     /// Decodes with errors that name the offending field (OpenAI's `param`).

@@ -57,7 +57,7 @@ public final class ServingEngine: @unchecked Sendable {
         description = try store.modelDescription()
         guard let tokenizerData = try store.file("tokenizer.json") else { throw ServeError.noTokenizer(store: store.path) }
         tokenizer = try Tokenizer(data: tokenizerData, file: "tokenizer.json in \(store.path)")
-        chatTemplate = ChatTemplate(tokenizerConfig: try store.file("tokenizer_config.json"))
+        chatTemplate = ChatTemplate(tokenizerConfig: try store.file("tokenizer_config.json"), templateFile: try store.file("chat_template.jinja"))
         var names = [String]()
         for name in configuration.plans where !names.contains(name) { names.append(name) }
         planNames = names
@@ -110,7 +110,7 @@ public final class ServingEngine: @unchecked Sendable {
     /// - Throws: `APIError` 404 for a plan not served here, 422 for a prompt that leaves no
     ///   room in the context, 400 for an empty prompt.
     public func prepare(_ request: GenerationRequest, defaultMaxTokens: Int?) throws -> Prepared {
-        let tokens = tokenizer.encode(request.prompt)
+        let tokens = tokenizer.encode(request.prompt, addSpecialTokens: request.addSpecialTokens)
         guard !tokens.isEmpty else { throw APIError.invalidParameter("prompt", "the prompt encodes to no tokens") }
         let limit = description.maxPositionEmbeddings
         guard tokens.count < limit else { throw APIError.contextOverflow(promptTokens: tokens.count, limit: limit) }

@@ -58,6 +58,11 @@ struct ServeCommand: AsyncParsableCommand {
             expertPrecision: expertPrecision)
         let engine = try ServingEngine(store: store, configuration: configuration)
         FileHandle.standardError.write(Data("moekit: \(engine.residency.summary)\n".utf8))
+        if let warning = engine.chatTemplate.warning {
+            FileHandle.standardError.write(Data("moekit: warning: \(warning)\n".utf8))
+        } else {
+            FileHandle.standardError.write(Data("moekit: chat prompts from \(engine.chatTemplate.origin ?? "the plain 'role: content' format (the model has no chat template)")\n".utf8))
+        }
         let server = MoEServer(engine: engine)
         let host = self.host
         let mode = auto ? "choosing per request among \(engine.planNames.joined(separator: ", "))" : "serving \(engine.planNames.joined(separator: ", "))"

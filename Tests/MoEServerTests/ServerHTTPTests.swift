@@ -47,7 +47,9 @@ final class ServerHTTPTests: XCTestCase {
         let fixture = try ServeFixture.shared()
         let (server, running, client) = try await fixture.startServer(ServerConfiguration(plans: ["python-50"]))
         defer { withExtendedLifetime(server) {} }
-        XCTAssertEqual(server.engine.chatTemplate, .chatML)
+        XCTAssertEqual(server.engine.chatTemplate.kind, .model)
+        XCTAssertEqual(server.engine.chatTemplate.origin, "tokenizer_config.json chat_template")
+        XCTAssertEqual(server.engine.chatTemplate.endOfTurn, "<|im_end|>")
         let rendered = "<|im_start|>system\nYou write Python.<|im_end|>\n<|im_start|>user\nSort a list.<|im_end|>\n<|im_start|>assistant\n"
         let endOfTurn = try XCTUnwrap(fixture.tokenizer.tokenID("<|im_end|>"))
         let expected = try fixture.reference(plan: "python-50", prompt: rendered, maxTokens: 10, extraStops: [endOfTurn])

@@ -115,9 +115,10 @@ final class ServerUnitTests: XCTestCase {
         XCTAssertEqual(failure(#"{"prompt": "x""#)?.code, "invalid_json")
         XCTAssertEqual(failure(#"{"prompt": "x", "max_tokens": -4}"#)?.status.code, 400)
 
-        let chat = try GenerationRequest.chat(json: Data(#"{"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}"#.utf8), template: .chatML)
+        let chat = try GenerationRequest.chat(json: Data(#"{"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}"#.utf8), template: ChatTemplateServerTests.chatML)
         XCTAssertEqual(chat.prompt, "<|im_start|>user\nab<|im_end|>\n<|im_start|>assistant\n")
         XCTAssertEqual(chat.endOfTurn, "<|im_end|>")
+        XCTAssertFalse(chat.addSpecialTokens)
         XCTAssertThrowsError(try GenerationRequest.chat(json: Data(#"{"messages": [{"role": "wizard", "content": "a"}]}"#.utf8), template: .plain)) {
             XCTAssertEqual(($0 as? APIError)?.param, "messages[0].role")
         }
@@ -130,13 +131,5 @@ final class ServerUnitTests: XCTestCase {
         XCTAssertEqual(error["code"] as? String, "invalid_json")
         XCTAssertTrue(error["param"] is NSNull)
         XCTAssertEqual(error["message"] as? String, "the request body is not valid JSON for this endpoint: unexpected end")
-    }
-
-    func testChatTemplateDetection() {
-        let chatML = Data(#"{"chat_template": "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' }}{% endfor %}"}"#.utf8)
-        XCTAssertEqual(ChatTemplate(tokenizerConfig: chatML), .chatML)
-        XCTAssertEqual(ChatTemplate(tokenizerConfig: Data(#"{"chat_template": "[INST] {{ m }} [/INST]"}"#.utf8)), .plain)
-        XCTAssertEqual(ChatTemplate(tokenizerConfig: nil), .plain)
-        XCTAssertEqual(ChatTemplate.plain.render([ChatMessage(role: "user", content: "hi")]), "user: hi\nassistant:")
     }
 }
