@@ -1,6 +1,8 @@
 import Compression
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import NIOCore
 import ServiceLifecycle
 
 /// The OpenAI-compatible HTTP server over a `ServingEngine`:
@@ -13,6 +15,10 @@ import ServiceLifecycle
 /// - `GET /health`: `{"status": "ok", …}` once the plans are loaded.
 /// - `GET /metrics`: Prometheus text (see `ServerMetrics`).
 ///
+/// Every connection passes a `ConnectionGuard` (connection limit, read timeout, closing after
+/// framing errors) and Hummingbird's idle timeout; every request the `APIMiddleware` (API
+/// key, method, error bodies).
+///
 /// Generation runs on an `InferenceQueue` of `maxConcurrency` threads; the event loops only
 /// parse, queue and write.
 public final class MoEServer: Sendable {
@@ -21,7 +27,10 @@ public final class MoEServer: Sendable {
     let queue: InferenceQueue
     let started = Int(Date().timeIntervalSince1970)
 
-    static let endpoints: Set<String> = ["/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics"]
+    static let endpoints: [String: [HTTPRequest.Method]] = [
+        "/v1/completions": [.post], "/v1/chat/completions": [.post], "/v1/models": [.get], "/health": [.get], "/metrics": [.get],
+    ]
+    let connections = ConnectionCounter()
 
     public init(engine: ServingEngine) {
         self.engine = engine
@@ -55,7 +64,8 @@ public final class MoEServer: Sendable {
 
     func application(onListening: @escaping @Sendable (Int) -> Void) -> some ApplicationProtocol {
         let router = Router()
-        router.add(middleware: APIMiddleware(metrics: metrics, endpoints: Self.endpoints, maxBodyBytes: engine.configuration.maxBodyBytes))
+        router.add(middleware: APIMiddleware(metrics: metrics, endpoints: Self.endpoints, maxBodyBytes: engine.configuration.maxBodyBytes,
+                                             apiKey: engine.configuration.apiKey))
         router.post("/v1/completions") { request, _ in try await self.generate(request, chat: false) }
         router.post("/v1/chat/completions") { request, _ in try await self.generate(request, chat: true) }
         router.get("/v1/models") { _, _ in try self.models() }
@@ -68,10 +78,16 @@ public final class MoEServer: Sendable {
                             body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
         }
         let configuration = engine.configuration
-        return Application(router: router,
+        let limits = ConnectionGuard.Limits(maxConnections: configuration.maxConnections, requestTimeout: Self.timeAmount(configuration.requestTimeout))
+        let counter = connections
+        let http = HTTP1Channel.Configuration(additionalChannelHandlers: [ConnectionGuard(limits: limits, counter: counter)],
+                                              idleTimeout: Self.timeAmount(configuration.idleTimeout))
+        return Application(router: router, server: .http1(configuration: http),
                            configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "moekit"),
                            onServerRunning: { channel in onListening(channel.localAddress?.port ?? configuration.port) })
     }
+
+    static func timeAmount(_ seconds: Double) -> TimeAmount { .nanoseconds(Int64(seconds * 1e9)) }
 
     // MARK: Generation
 
