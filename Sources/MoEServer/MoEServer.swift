@@ -99,11 +99,13 @@ public final class MoEServer: Sendable {
             throw APIError.bodyTooLarge(limit: engine.configuration.maxBodyBytes)
         }
         let payload = Data(body.readableBytesView)
-        let parsed = chat ? try GenerationRequest.chat(json: payload, template: engine.chatTemplate) : try GenerationRequest.completion(json: payload)
+        let defaults = engine.samplingDefaults
+        let parsed = chat ? try GenerationRequest.chat(json: payload, template: engine.chatTemplate, defaults: defaults)
+                          : try GenerationRequest.completion(json: payload, defaults: defaults)
         // OpenAI's completions endpoint defaults to 16 tokens; chat answers run to the end of the context.
         let defaultMaxTokens = chat ? nil : 16
         let format = ResponseFormat(chat: chat, id: (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.lowercased(),
-                                    created: Int(Date().timeIntervalSince1970))
+                                    created: Int(Date().timeIntervalSince1970), tokenizer: engine.tokenizer)
         let engine = self.engine
         if !parsed.stream {
             let (prepared, result) = try await queue.run {
@@ -147,6 +149,7 @@ public final class MoEServer: Sendable {
                     }
                     self.record(prepared, result)
                     sink.yield(Self.event(format.closing(prepared, result)))
+                    if parsed.includeUsage { sink.yield(Self.event(format.usageChunk(prepared, result))) }
                 } catch {
                     // The status line has gone out already: report the failure as an event.
                     var buffer = ByteBuffer(string: "data: ")
@@ -182,17 +185,15 @@ public final class MoEServer: Sendable {
 
     private func models() throws -> Response {
         var entries = [ModelList.Model]()
+        let contextLength = engine.description.maxPositionEmbeddings
         if engine.selector != nil {
-            entries.append(ModelList.Model(id: "auto", created: started, served: true, expertBytes: engine.cache?.limitBytes ?? 0,
+            entries.append(ModelList.Model(id: "auto", created: started, maxModelLen: contextLength, expertBytes: engine.cache?.limitBytes ?? 0,
                                            denseBytes: engine.plans.values.first?.model.denseByteCount ?? 0))
         }
-        // The store's plans, then served ones that are not stored documents (the full model).
-        let stored = try engine.store.plans.names()
-        for name in stored + engine.planNames.filter({ !stored.contains($0) }) {
-            let served = engine.plans[name]
-            let document = served?.plan ?? (try? engine.store.plans.get(CompressionPlan.self, named: name)) ?? nil
-            entries.append(ModelList.Model(id: name, created: started, served: served != nil, expertBytes: document?.expectedExpertBytes ?? 0,
-                                           denseBytes: served?.model.denseByteCount ?? document?.expectedDenseBytes ?? 0))
+        for name in engine.planNames {
+            guard let served = engine.plans[name] else { continue }
+            entries.append(ModelList.Model(id: name, created: started, maxModelLen: contextLength, expertBytes: served.plan.expectedExpertBytes,
+                                           denseBytes: served.model.denseByteCount))
         }
         return json(ModelList(data: entries))
     }
