@@ -15,12 +15,16 @@ public struct APIError: Error, Equatable, CustomStringConvertible {
     /// A short machine-readable code (`model_not_found`, `context_length_exceeded`, …).
     public var code: String?
 
-    public init(status: HTTPResponse.Status, message: String, type: String, param: String? = nil, code: String? = nil) {
+    /// The methods a path answers, sent in a 405's `Allow` header.
+    public var allow: String?
+
+    public init(status: HTTPResponse.Status, message: String, type: String, param: String? = nil, code: String? = nil, allow: String? = nil) {
         self.status = status
         self.message = message
         self.type = type
         self.param = param
         self.code = code
+        self.allow = allow
     }
 
     public var description: String { "\(status.code) \(type): \(message)" }
@@ -34,6 +38,29 @@ public struct APIError: Error, Equatable, CustomStringConvertible {
     public static func malformedJSON(_ reason: String) -> APIError {
         APIError(status: .badRequest, message: "the request body is not valid JSON for this endpoint: \(reason)",
                  type: "invalid_request_error", code: "invalid_json")
+    }
+
+    /// 400: a field the server does not implement; sent rather than silently ignored.
+    public static func unsupportedParameter(_ param: String, _ why: String) -> APIError {
+        APIError(status: .badRequest, message: "\(param) is not supported by this server: \(why)", type: "invalid_request_error",
+                 param: param, code: "unsupported_parameter")
+    }
+
+    /// 400: the request's HTTP framing is broken (bad chunk size, body shorter than its
+    /// Content-Length, malformed head); the connection is closed after the answer.
+    public static func malformedHTTP(_ reason: String) -> APIError {
+        APIError(status: .badRequest, message: "malformed HTTP request: \(reason)", type: "invalid_request_error", code: "invalid_http")
+    }
+
+    /// 401: `/v1/*` without the server's API key.
+    public static func unauthorized(_ reason: String) -> APIError {
+        APIError(status: .unauthorized, message: reason, type: "invalid_request_error", code: "invalid_api_key")
+    }
+
+    /// 405: a known path asked with a method it does not answer.
+    public static func methodNotAllowed(_ method: String, path: String, allowed: [String]) -> APIError {
+        APIError(status: .methodNotAllowed, message: "\(path) does not answer \(method); allowed: \(allowed.joined(separator: ", "))",
+                 type: "invalid_request_error", code: "method_not_allowed", allow: allowed.joined(separator: ", "))
     }
 
     /// 404: the requested model (plan) is not served here.

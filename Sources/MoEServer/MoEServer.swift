@@ -1,6 +1,8 @@
 import Compression
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import NIOCore
 import ServiceLifecycle
 
 /// The OpenAI-compatible HTTP server over a `ServingEngine`:
@@ -13,6 +15,10 @@ import ServiceLifecycle
 /// - `GET /health`: `{"status": "ok", …}` once the plans are loaded.
 /// - `GET /metrics`: Prometheus text (see `ServerMetrics`).
 ///
+/// Every connection passes a `ConnectionGuard` (connection limit, read timeout, closing after
+/// framing errors) and Hummingbird's idle timeout; every request the `APIMiddleware` (API
+/// key, method, error bodies).
+///
 /// Generation runs on an `InferenceQueue` of `maxConcurrency` threads; the event loops only
 /// parse, queue and write.
 public final class MoEServer: Sendable {
@@ -21,7 +27,10 @@ public final class MoEServer: Sendable {
     let queue: InferenceQueue
     let started = Int(Date().timeIntervalSince1970)
 
-    static let endpoints: Set<String> = ["/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics"]
+    static let endpoints: [String: [HTTPRequest.Method]] = [
+        "/v1/completions": [.post], "/v1/chat/completions": [.post], "/v1/models": [.get], "/health": [.get], "/metrics": [.get],
+    ]
+    let connections = ConnectionCounter()
 
     public init(engine: ServingEngine) {
         self.engine = engine
@@ -55,7 +64,8 @@ public final class MoEServer: Sendable {
 
     func application(onListening: @escaping @Sendable (Int) -> Void) -> some ApplicationProtocol {
         let router = Router()
-        router.add(middleware: APIMiddleware(metrics: metrics, endpoints: Self.endpoints, maxBodyBytes: engine.configuration.maxBodyBytes))
+        router.add(middleware: APIMiddleware(metrics: metrics, endpoints: Self.endpoints, maxBodyBytes: engine.configuration.maxBodyBytes,
+                                             apiKey: engine.configuration.apiKey))
         router.post("/v1/completions") { request, _ in try await self.generate(request, chat: false) }
         router.post("/v1/chat/completions") { request, _ in try await self.generate(request, chat: true) }
         router.get("/v1/models") { _, _ in try self.models() }
@@ -68,10 +78,16 @@ public final class MoEServer: Sendable {
                             body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
         }
         let configuration = engine.configuration
-        return Application(router: router,
+        let limits = ConnectionGuard.Limits(maxConnections: configuration.maxConnections, requestTimeout: Self.timeAmount(configuration.requestTimeout))
+        let counter = connections
+        let http = HTTP1Channel.Configuration(additionalChannelHandlers: [ConnectionGuard(limits: limits, counter: counter)],
+                                              idleTimeout: Self.timeAmount(configuration.idleTimeout))
+        return Application(router: router, server: .http1(configuration: http),
                            configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "moekit"),
                            onServerRunning: { channel in onListening(channel.localAddress?.port ?? configuration.port) })
     }
+
+    static func timeAmount(_ seconds: Double) -> TimeAmount { .nanoseconds(Int64(seconds * 1e9)) }
 
     // MARK: Generation
 
@@ -83,11 +99,13 @@ public final class MoEServer: Sendable {
             throw APIError.bodyTooLarge(limit: engine.configuration.maxBodyBytes)
         }
         let payload = Data(body.readableBytesView)
-        let parsed = chat ? try GenerationRequest.chat(json: payload, template: engine.chatTemplate) : try GenerationRequest.completion(json: payload)
+        let defaults = engine.samplingDefaults
+        let parsed = chat ? try GenerationRequest.chat(json: payload, template: engine.chatTemplate, defaults: defaults)
+                          : try GenerationRequest.completion(json: payload, defaults: defaults)
         // OpenAI's completions endpoint defaults to 16 tokens; chat answers run to the end of the context.
         let defaultMaxTokens = chat ? nil : 16
         let format = ResponseFormat(chat: chat, id: (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.lowercased(),
-                                    created: Int(Date().timeIntervalSince1970))
+                                    created: Int(Date().timeIntervalSince1970), tokenizer: engine.tokenizer)
         let engine = self.engine
         if !parsed.stream {
             let (prepared, result) = try await queue.run {
@@ -131,6 +149,7 @@ public final class MoEServer: Sendable {
                     }
                     self.record(prepared, result)
                     sink.yield(Self.event(format.closing(prepared, result)))
+                    if parsed.includeUsage { sink.yield(Self.event(format.usageChunk(prepared, result))) }
                 } catch {
                     // The status line has gone out already: report the failure as an event.
                     var buffer = ByteBuffer(string: "data: ")
@@ -166,17 +185,15 @@ public final class MoEServer: Sendable {
 
     private func models() throws -> Response {
         var entries = [ModelList.Model]()
+        let contextLength = engine.description.maxPositionEmbeddings
         if engine.selector != nil {
-            entries.append(ModelList.Model(id: "auto", created: started, served: true, expertBytes: engine.cache?.limitBytes ?? 0,
+            entries.append(ModelList.Model(id: "auto", created: started, maxModelLen: contextLength, expertBytes: engine.cache?.limitBytes ?? 0,
                                            denseBytes: engine.plans.values.first?.model.denseByteCount ?? 0))
         }
-        // The store's plans, then served ones that are not stored documents (the full model).
-        let stored = try engine.store.plans.names()
-        for name in stored + engine.planNames.filter({ !stored.contains($0) }) {
-            let served = engine.plans[name]
-            let document = served?.plan ?? (try? engine.store.plans.get(CompressionPlan.self, named: name)) ?? nil
-            entries.append(ModelList.Model(id: name, created: started, served: served != nil, expertBytes: document?.expectedExpertBytes ?? 0,
-                                           denseBytes: served?.model.denseByteCount ?? document?.expectedDenseBytes ?? 0))
+        for name in engine.planNames {
+            guard let served = engine.plans[name] else { continue }
+            entries.append(ModelList.Model(id: name, created: started, maxModelLen: contextLength, expertBytes: served.plan.expectedExpertBytes,
+                                           denseBytes: served.model.denseByteCount))
         }
         return json(ModelList(data: entries))
     }

@@ -2,8 +2,14 @@ import Foundation
 import MoE
 
 /// What both generation endpoints ask for once their JSON is checked: the prompt text, the
-/// plan (`model`) and the sampling settings. Unknown JSON fields are ignored, as OpenAI
-/// clients send many that do not apply here.
+/// plan (`model`), the sampling settings and what to report. Fields the server does not
+/// implement are refused (see `UnsupportedFields`, which also lists the ones ignored).
+///
+/// Implemented beyond OpenAI's `temperature`, `top_p`, `seed`, `stop`, `max_tokens`: vLLM's
+/// `top_k`, `min_p` and `repetition_penalty`, OpenAI's `presence_penalty` and
+/// `frequency_penalty` (see `SamplingParameters`), `logprobs` (completions: `logprobs: N`;
+/// chat: `logprobs: true` with `top_logprobs: N`; log-softmax of the raw logits, see
+/// `TokenLogprobs`), and `stream_options.include_usage`.
 public struct GenerationRequest: Sendable, Equatable {
     /// The plan name, `auto`, or nil (the server's default).
     public var model: String?
@@ -18,21 +24,45 @@ public struct GenerationRequest: Sendable, Equatable {
     /// Whether tokenizing the prompt adds the tokenizer's special tokens (a BOS): false
     /// for a prompt rendered by the model's chat template, which writes them itself.
     public var addSpecialTokens = true
+    /// Report each token's log-probability with this many alternatives; nil: no log-probabilities.
+    public var logprobs: Int?
+    /// Streams only: end with a chunk carrying `usage` and no choices (`stream_options.include_usage`).
+    public var includeUsage: Bool = false
 
-    /// Parses a `/v1/completions` body.
-    public static func completion(json: Data) throws -> GenerationRequest {
+    /// Parses a `/v1/completions` body; `defaults` fill the sampling fields it leaves out.
+    public static func completion(json: Data, defaults: SamplingDefaults = .init()) throws -> GenerationRequest {
+        try UnsupportedFields.check(json, chat: false)
         let body = try decode(CompletionBody.self, json)
         guard !body.prompt.isEmpty else { throw APIError.invalidParameter("prompt", "prompt must not be empty") }
-        return try body.common.request(prompt: body.prompt, endOfTurn: nil)
+        var request = try body.common.request(prompt: body.prompt, endOfTurn: nil, defaults: defaults)
+        if let count = body.logprobs {
+            guard (0...20).contains(count) else { throw APIError.invalidParameter("logprobs", "logprobs must be between 0 and 20, got \(count)") }
+            request.logprobs = count
+        }
+        try request.checkLogprobsWithStream()
+        return request
     }
 
     /// Parses a `/v1/chat/completions` body and renders its messages with `template`.
-    public static func chat(json: Data, template: ChatTemplate) throws -> GenerationRequest {
+    public static func chat(json: Data, template: ChatTemplate, defaults: SamplingDefaults = .init()) throws -> GenerationRequest {
+        try UnsupportedFields.check(json, chat: true)
         let body = try decode(ChatBody.self, json)
         guard !body.messages.isEmpty else { throw APIError.invalidParameter("messages", "messages must hold at least one message") }
-        var request = try body.common.request(prompt: template.render(body.messages), endOfTurn: template.endOfTurn)
+        var request = try body.common.request(prompt: template.render(body.messages), endOfTurn: template.endOfTurn, defaults: defaults)
         request.addSpecialTokens = template.addsSpecialTokens
+        if let top = body.topLogprobs {
+            guard (0...20).contains(top) else { throw APIError.invalidParameter("top_logprobs", "top_logprobs must be between 0 and 20, got \(top)") }
+            guard body.logprobs == true else { throw APIError.invalidParameter("top_logprobs", "top_logprobs needs logprobs: true") }
+        }
+        if body.logprobs == true { request.logprobs = body.topLogprobs ?? 0 }
+        try request.checkLogprobsWithStream()
         return request
+    }
+
+    private func checkLogprobsWithStream() throws {
+        if logprobs != nil && stream {
+            throw APIError.unsupportedParameter("logprobs", "log-probabilities are returned by whole (non-streamed) answers only; drop stream or logprobs")
+        }
     }
 
     /// Decodes with errors that name the offending field (OpenAI's `param`).
@@ -69,22 +99,63 @@ public struct GenerationRequest: Sendable, Equatable {
     }
 }
 
-/// Fields shared by both endpoints, checked against OpenAI's ranges.
+/// Sampling settings a request leaves out: the store's `generation_config.json` when it has
+/// one (with `do_sample: false` meaning greedy), else greedy decoding.
+public struct SamplingDefaults: Sendable, Equatable {
+    public var temperature: Double = 0
+    public var topP: Double = 1
+    public var topK: Int = 0
+
+    public init(temperature: Double = 0, topP: Double = 1, topK: Int = 0) {
+        (self.temperature, self.topP, self.topK) = (temperature, topP, topK)
+    }
+
+    /// Reads Hugging Face's `generation_config.json` (`do_sample`, `temperature`, `top_p`,
+    /// `top_k`); values out of the API's ranges are left at the defaults above.
+    public init(generationConfig data: Data?) {
+        self.init()
+        guard let data, let config = try? JSONDecoder().decode([String: JSONValue].self, from: data) else { return }
+        func number(_ key: String) -> Double? {
+            if case let .number(value)? = config[key], value.isFinite { return value }
+            return nil
+        }
+        // Hugging Face samples only with do_sample; without it generation is greedy whatever the temperature says.
+        guard config["do_sample"] == .bool(true) else { return }
+        temperature = number("temperature").flatMap { (0...2).contains($0) ? $0 : nil } ?? 1
+        if let topP = number("top_p"), topP > 0, topP <= 1 { self.topP = topP }
+        if let topK = number("top_k"), topK >= 0, topK == topK.rounded(), topK < 1e9 { self.topK = Int(topK) }
+    }
+}
+
+/// Fields shared by both endpoints, checked against OpenAI's (and vLLM's) ranges.
 struct CommonFields: Decodable {
     var model: String?
     var maxTokens: Int?
     var temperature: Double?
     var topP: Double?
+    var topK: Int?
+    var minP: Double?
+    var repetitionPenalty: Double?
+    var presencePenalty: Double?
+    var frequencyPenalty: Double?
     var seed: Int?
     var stop: StopField?
     var stream: Bool?
+    var streamOptions: StreamOptions?
     var n: Int?
+
+    struct StreamOptions: Decodable {
+        var includeUsage: Bool?
+        enum CodingKeys: String, CodingKey { case includeUsage = "include_usage" }
+    }
 
     enum CodingKeys: String, CodingKey {
         case model, temperature, seed, stop, stream, n
         case maxTokens = "max_tokens"
         case maxCompletionTokens = "max_completion_tokens"
-        case topP = "top_p"
+        case topP = "top_p", topK = "top_k", minP = "min_p"
+        case repetitionPenalty = "repetition_penalty", presencePenalty = "presence_penalty", frequencyPenalty = "frequency_penalty"
+        case streamOptions = "stream_options"
     }
 
     init(from decoder: any Decoder) throws {
@@ -93,28 +164,52 @@ struct CommonFields: Decodable {
         maxTokens = try c.decodeIfPresent(Int.self, forKey: .maxTokens) ?? c.decodeIfPresent(Int.self, forKey: .maxCompletionTokens)
         temperature = try c.decodeIfPresent(Double.self, forKey: .temperature)
         topP = try c.decodeIfPresent(Double.self, forKey: .topP)
+        topK = try c.decodeIfPresent(Int.self, forKey: .topK)
+        minP = try c.decodeIfPresent(Double.self, forKey: .minP)
+        repetitionPenalty = try c.decodeIfPresent(Double.self, forKey: .repetitionPenalty)
+        presencePenalty = try c.decodeIfPresent(Double.self, forKey: .presencePenalty)
+        frequencyPenalty = try c.decodeIfPresent(Double.self, forKey: .frequencyPenalty)
         seed = try c.decodeIfPresent(Int.self, forKey: .seed)
         stop = try c.decodeIfPresent(StopField.self, forKey: .stop)
         stream = try c.decodeIfPresent(Bool.self, forKey: .stream)
+        streamOptions = try c.decodeIfPresent(StreamOptions.self, forKey: .streamOptions)
         n = try c.decodeIfPresent(Int.self, forKey: .n)
     }
 
-    func request(prompt: String, endOfTurn: String?) throws -> GenerationRequest {
+    func request(prompt: String, endOfTurn: String?, defaults: SamplingDefaults) throws -> GenerationRequest {
         if let maxTokens, maxTokens < 0 { throw APIError.invalidParameter("max_tokens", "max_tokens must be at least 0, got \(maxTokens)") }
-        let temperature = self.temperature ?? 0
+        let temperature = self.temperature ?? defaults.temperature
         guard temperature.isFinite, (0...2).contains(temperature) else {
             throw APIError.invalidParameter("temperature", "temperature must be between 0 and 2, got \(temperature)")
         }
-        let topP = self.topP ?? 1
+        let topP = self.topP ?? defaults.topP
         guard topP.isFinite, topP > 0, topP <= 1 else { throw APIError.invalidParameter("top_p", "top_p must be in (0, 1], got \(topP)") }
+        // vLLM's convention: -1 (or 0) keeps every token.
+        let topK = self.topK ?? defaults.topK
+        guard topK >= -1 else { throw APIError.invalidParameter("top_k", "top_k must be -1 (off), 0 (off) or positive, got \(topK)") }
+        let minP = self.minP ?? 0
+        guard minP.isFinite, (0...1).contains(minP) else { throw APIError.invalidParameter("min_p", "min_p must be between 0 and 1, got \(minP)") }
+        let repetitionPenalty = self.repetitionPenalty ?? 1
+        guard repetitionPenalty.isFinite, repetitionPenalty > 0, repetitionPenalty <= 10 else {
+            throw APIError.invalidParameter("repetition_penalty", "repetition_penalty must be in (0, 10], got \(repetitionPenalty)")
+        }
+        for (name, value) in [("presence_penalty", presencePenalty), ("frequency_penalty", frequencyPenalty)] {
+            if let value, !(value.isFinite && (-2...2).contains(value)) {
+                throw APIError.invalidParameter(name, "\(name) must be between -2 and 2, got \(value)")
+            }
+        }
         if let seed, seed < 0 { throw APIError.invalidParameter("seed", "seed must be at least 0, got \(seed)") }
-        if let n, n != 1 { throw APIError.invalidParameter("n", "only n = 1 is supported, got \(n)") }
+        if let n, n != 1 { throw APIError.unsupportedParameter("n", "only n = 1 is implemented, got \(n)") }
         let stops = stop?.values ?? []
         guard stops.count <= 4 else { throw APIError.invalidParameter("stop", "at most 4 stop sequences, got \(stops.count)") }
+        if let stop = stops.first(where: \.isEmpty) { throw APIError.invalidParameter("stop", "stop sequences must not be empty, got \"\(stop)\"") }
+        let sampling = SamplingParameters(
+            temperature: Float(temperature), topP: Float(topP), topK: max(0, topK), minP: Float(minP),
+            repetitionPenalty: Float(repetitionPenalty), presencePenalty: Float(presencePenalty ?? 0),
+            frequencyPenalty: Float(frequencyPenalty ?? 0), seed: UInt64(seed ?? 0))
         return GenerationRequest(
-            model: model, prompt: prompt, maxTokens: maxTokens,
-            sampling: SamplingParameters(temperature: Float(temperature), topP: Float(topP), seed: UInt64(seed ?? 0)),
-            stop: stops, stream: stream ?? false, endOfTurn: endOfTurn)
+            model: model, prompt: prompt, maxTokens: maxTokens, sampling: sampling,
+            stop: stops, stream: stream ?? false, endOfTurn: endOfTurn, includeUsage: streamOptions?.includeUsage ?? false)
     }
 }
 
@@ -131,8 +226,10 @@ struct StopField: Decodable {
 struct CompletionBody: Decodable {
     var prompt: String
     var common: CommonFields
+    /// The number of alternatives per token; `false`/null: none.
+    var logprobs: Int?
 
-    enum CodingKeys: String, CodingKey { case prompt }
+    enum CodingKeys: String, CodingKey { case prompt, logprobs }
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -145,6 +242,11 @@ struct CompletionBody: Decodable {
         } else {
             prompt = try c.decode(String.self, forKey: .prompt)
         }
+        if (try? c.decodeIfPresent(Bool.self, forKey: .logprobs)) == false {
+            logprobs = nil
+        } else {
+            logprobs = try c.decodeIfPresent(Int.self, forKey: .logprobs)
+        }
         common = try CommonFields(from: decoder)
     }
 }
@@ -152,12 +254,16 @@ struct CompletionBody: Decodable {
 struct ChatBody: Decodable {
     var messages: [ChatMessage]
     var common: CommonFields
+    var logprobs: Bool?
+    var topLogprobs: Int?
 
-    enum CodingKeys: String, CodingKey { case messages }
+    enum CodingKeys: String, CodingKey { case messages, logprobs, topLogprobs = "top_logprobs" }
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         messages = try c.decode([MessageBody].self, forKey: .messages).map { ChatMessage(role: $0.role, content: $0.content) }
+        logprobs = try c.decodeIfPresent(Bool.self, forKey: .logprobs)
+        topLogprobs = try c.decodeIfPresent(Int.self, forKey: .topLogprobs)
         common = try CommonFields(from: decoder)
     }
 }

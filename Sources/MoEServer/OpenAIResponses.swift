@@ -23,7 +23,7 @@ public struct CompletionResponse: Codable, Sendable {
     public struct Choice: Codable, Sendable {
         public var index: Int
         public var text: String
-        public var logprobs: String?
+        public var logprobs: CompletionLogprobs?
         public var finishReason: String?
 
         enum CodingKeys: String, CodingKey { case index, text, logprobs, finishReason = "finish_reason" }
@@ -56,15 +56,17 @@ public struct ChatCompletionResponse: Codable, Sendable {
         public var index: Int
         public var message: Message?
         public var delta: Message?
+        public var logprobs: ChatLogprobs?
         public var finishReason: String?
 
-        enum CodingKeys: String, CodingKey { case index, message, delta, finishReason = "finish_reason" }
+        enum CodingKeys: String, CodingKey { case index, message, delta, logprobs, finishReason = "finish_reason" }
 
         public func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(index, forKey: .index)
             try c.encodeIfPresent(message, forKey: .message)
             try c.encodeIfPresent(delta, forKey: .delta)
+            try c.encode(logprobs, forKey: .logprobs)
             try c.encode(finishReason, forKey: .finishReason)
         }
     }
@@ -77,22 +79,55 @@ public struct ChatCompletionResponse: Codable, Sendable {
     public var moekit: MoEKitInfo
 }
 
-/// `GET /v1/models`: every plan in the store, in OpenAI's list format; `served` says which
-/// ones this server answers for (the others are in the store but were not loaded).
+/// Completions' `logprobs` (OpenAI's legacy shape): per token its text, log-probability, the
+/// most likely alternatives and where its text starts in the answer (in characters).
+public struct CompletionLogprobs: Codable, Sendable, Equatable {
+    public var tokens: [String]
+    public var tokenLogprobs: [Float]
+    public var topLogprobs: [[String: Float]]
+    public var textOffset: [Int]
+
+    enum CodingKeys: String, CodingKey {
+        case tokens, tokenLogprobs = "token_logprobs", topLogprobs = "top_logprobs", textOffset = "text_offset"
+    }
+}
+
+/// Chat's `logprobs`: `content` holds one entry per token.
+public struct ChatLogprobs: Codable, Sendable, Equatable {
+    public struct Entry: Codable, Sendable, Equatable {
+        public var token: String
+        public var logprob: Float
+        /// The token's UTF-8 bytes (a token may hold part of a character).
+        public var bytes: [Int]
+        public var topLogprobs: [Alternative]?
+
+        enum CodingKeys: String, CodingKey { case token, logprob, bytes, topLogprobs = "top_logprobs" }
+    }
+    public struct Alternative: Codable, Sendable, Equatable {
+        public var token: String
+        public var logprob: Float
+        public var bytes: [Int]
+    }
+    public var content: [Entry]
+}
+
+/// `GET /v1/models`: the models this server answers for (its served plans, and `auto` when it
+/// chooses per request), in OpenAI's list format with vLLM's `max_model_len`.
 public struct ModelList: Codable, Sendable {
     public struct Model: Codable, Sendable {
         public var id: String
         public var object = "model"
         public var created: Int
         public var ownedBy = "moekit"
-        public var served: Bool
+        /// The context length in tokens (prompt and answer together).
+        public var maxModelLen: Int
         /// Bytes of expert weights the plan keeps (from the plan document).
         public var expertBytes: Int
-        /// Bytes of dense weights in memory: the served model's, or the plan document's.
+        /// Bytes of dense weights in memory.
         public var denseBytes: Int
 
         enum CodingKeys: String, CodingKey {
-            case id, object, created, served, ownedBy = "owned_by", expertBytes = "expert_bytes", denseBytes = "dense_bytes"
+            case id, object, created, ownedBy = "owned_by", maxModelLen = "max_model_len", expertBytes = "expert_bytes", denseBytes = "dense_bytes"
         }
     }
     public var object = "list"

@@ -33,11 +33,16 @@ public final class ServingEngine: @unchecked Sendable {
         public var tokens: [Int]
         /// `stop` (end of sequence or a stop string) or `length` (max_tokens or the context).
         public var finishReason: String
+        /// With `logprobs`: one entry per token whose text starts inside `text` (tokens past a
+        /// stop string are left out).
+        public var logprobs: [TokenLogprobs]?
     }
 
     public let store: ExpertStore
     public let tokenizer: Tokenizer
     public let chatTemplate: ChatTemplate
+    /// Sampling settings for fields a request leaves out, from the store's `generation_config.json`.
+    public let samplingDefaults: SamplingDefaults
     public let description: ModelDescription
     public let configuration: ServerConfiguration
     public let plans: [String: ServedPlan]
@@ -58,6 +63,7 @@ public final class ServingEngine: @unchecked Sendable {
         guard let tokenizerData = try store.file("tokenizer.json") else { throw ServeError.noTokenizer(store: store.path) }
         tokenizer = try Tokenizer(data: tokenizerData, file: "tokenizer.json in \(store.path)")
         chatTemplate = ChatTemplate(tokenizerConfig: try store.file("tokenizer_config.json"), templateFile: try store.file("chat_template.jinja"))
+        samplingDefaults = SamplingDefaults(generationConfig: try store.file("generation_config.json"))
         var names = [String]()
         for name in configuration.plans where !names.contains(name) { names.append(name) }
         planNames = names
@@ -153,9 +159,12 @@ public final class ServingEngine: @unchecked Sendable {
         var listening = true
         var stopTokens = Set(description.eosTokenIDs)
         if let endOfTurn = prepared.request.endOfTurn, let id = tokenizer.tokenID(endOfTurn) { stopTokens.insert(id) }
+        var logprobs = [TokenLogprobs]()
         let tokens = try served.batcher.generate(
-            prompt: prepared.promptTokens, maxTokens: prepared.maxTokens, sampling: prepared.request.sampling, stopTokens: stopTokens
-        ) { token in
+            prompt: prepared.promptTokens, maxTokens: prepared.maxTokens, sampling: prepared.request.sampling, stopTokens: stopTokens,
+            logprobs: prepared.request.logprobs
+        ) { token, tokenLogprobs in
+            if let tokenLogprobs { logprobs.append(tokenLogprobs) }
             let piece = filter.append(detokenizer.append(token))
             if !piece.isEmpty {
                 text += piece
@@ -173,6 +182,16 @@ public final class ServingEngine: @unchecked Sendable {
         // `length` when the token budget ran out without a stop token or string.
         // (Stop tokens are never emitted, so a full budget means none was produced.)
         let hitLimit = !filter.stopped && tokens.count == prepared.maxTokens
-        return Result(text: text, tokens: tokens, finishReason: hitLimit ? "length" : "stop")
+        var result = Result(text: text, tokens: tokens, finishReason: hitLimit ? "length" : "stop")
+        if prepared.request.logprobs != nil {
+            // Keep the tokens whose text begins before the answer's end (a stop string cuts it).
+            let length = text.utf8.count
+            var offset = 0
+            result.logprobs = logprobs.prefix { entry in
+                defer { offset += tokenizer.bytes([entry.token]).count }
+                return offset < length
+            }
+        }
+        return result
     }
 }

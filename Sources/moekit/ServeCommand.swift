@@ -29,7 +29,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The plan to serve.") var plan: String?
     @Option(help: "Plans to serve, comma-separated.") var plans: String?
     @Flag(help: "Choose among --plans per request by routing signature, loading experts on demand.") var auto = false
-    @Option(help: "Address to bind; the server has no authentication, so keep loopback unless it is behind one.") var host = "127.0.0.1"
+    @Option(help: "Address to bind; without --api-key keep loopback unless the server is behind a proxy that authenticates.") var host = "127.0.0.1"
     @Option(help: "Port (0 picks a free one).") var port = 8080
     @OptionGroup var memory: ExpertMemoryOptions
     @OptionGroup var threadOptions: ThreadOptions
@@ -37,6 +37,16 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Largest request body in bytes.") var maxBodyBytes = 1 << 20
     @Option(help: "stored: BF16/F16 experts stay 16-bit and are read by half-precision kernels; float32: widen them (twice the memory).")
     var expertPrecision: ExpertPrecision = .stored
+    @Option(help: "Seconds from a request's head to the end of its body before it gets 408 and the connection closes.") var requestTimeout = 30.0
+    @Option(help: "Seconds a connection may stay open without a request (or stall inside one) before it is closed.") var idleTimeout = 60.0
+    @Option(help: "Open connections at most; more are answered 503 and closed.") var maxConnections = 256
+    @Option(help: "Require 'Authorization: Bearer KEY' on /v1/* (401 otherwise); also read from MOEKIT_API_KEY. /health and /metrics stay open.")
+    var apiKey: String?
+
+    /// `--api-key`, else `MOEKIT_API_KEY`; empty means none.
+    var resolvedAPIKey: String? {
+        (apiKey ?? ProcessInfo.processInfo.environment["MOEKIT_API_KEY"]).flatMap { $0.isEmpty ? nil : $0 }
+    }
 
     var planNames: [String] {
         (plan.map { [$0] } ?? []) + (plans ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -47,6 +57,9 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
         guard maxConcurrency >= 1 else { throw ValidationError("--max-concurrency must be at least 1") }
         guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
+        guard requestTimeout.isFinite, requestTimeout > 0 else { throw ValidationError("--request-timeout must be a positive number of seconds") }
+        guard idleTimeout.isFinite, idleTimeout > 0 else { throw ValidationError("--idle-timeout must be a positive number of seconds") }
+        guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
     }
 
     func run() async throws {
@@ -55,7 +68,11 @@ struct ServeCommand: AsyncParsableCommand {
         let configuration = ServerConfiguration(
             plans: planNames, auto: auto, host: host, port: port,
             maxExpertMemory: memory.limitBytes, maxConcurrency: maxConcurrency, maxBodyBytes: maxBodyBytes,
-            expertPrecision: expertPrecision)
+            expertPrecision: expertPrecision, requestTimeout: requestTimeout, idleTimeout: idleTimeout,
+            maxConnections: maxConnections, apiKey: resolvedAPIKey)
+        if !configuration.bindsLoopback && configuration.apiKey == nil {
+            FileHandle.standardError.write(Data("moekit: warning: binding \(host), which other machines can reach, without --api-key (or MOEKIT_API_KEY): anyone who can connect can use the server\n".utf8))
+        }
         let engine = try ServingEngine(store: store, configuration: configuration)
         FileHandle.standardError.write(Data("moekit: \(engine.residency.summary)\n".utf8))
         if let warning = engine.chatTemplate.warning {

@@ -158,9 +158,11 @@ final class ServerHTTPTests: XCTestCase {
         let list = try object(body)
         XCTAssertEqual(list["object"] as? String, "list")
         let models = try XCTUnwrap(list["data"] as? [[String: Any]])
-        XCTAssertEqual(models.map { $0["id"] as? String }, ["german-50", "python-50"])
-        XCTAssertEqual(models.map { $0["served"] as? Bool }, [false, true])
-        XCTAssertEqual(models.map { $0["object"] as? String }, ["model", "model"])
+        // Only what is served (german-50 is in the store but not loaded), with the context length.
+        XCTAssertEqual(models.map { $0["id"] as? String }, ["python-50"])
+        XCTAssertEqual(models.map { $0["object"] as? String }, ["model"])
+        let config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: ServeFixture.checkpoint.appendingPathComponent("config.json"))) as? [String: Any])
+        XCTAssertEqual(models.first?["max_model_len"] as? Int, try XCTUnwrap(config["max_position_embeddings"] as? Int))
 
         let (healthStatus, health) = try await client.get("/health")
         XCTAssertEqual(healthStatus, 200)

@@ -108,6 +108,7 @@ final class ServerUnitTests: XCTestCase {
         XCTAssertEqual(failure(#"{"prompt": "x", "temperature": 2.5}"#)?.param, "temperature")
         XCTAssertEqual(failure(#"{"prompt": "x", "seed": -1}"#)?.param, "seed")
         XCTAssertEqual(failure(#"{"prompt": "x", "n": 2}"#)?.param, "n")
+        XCTAssertEqual(failure(#"{"prompt": "x", "stop": ""}"#)?.param, "stop")
         XCTAssertEqual(failure(#"{"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}"#)?.param, "stop")
         XCTAssertEqual(failure(#"{"prompt": ""}"#)?.param, "prompt")
         XCTAssertEqual(failure(#"{"max_tokens": 2}"#)?.param, "prompt")

@@ -51,6 +51,14 @@ public final class BatchGenerator: @unchecked Sendable {
     @discardableResult
     public func generate(prompt: [Int], maxTokens: Int, sampling: SamplingParameters = .init(),
                          stopTokens: Set<Int> = [], onToken: (Int) throws -> Bool = { _ in true }) throws -> [Int] {
+        try generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling, stopTokens: stopTokens, logprobs: nil) { token, _ in try onToken(token) }
+    }
+
+    /// `generate`, also handing `onChoice` each token's `TokenLogprobs` (log-softmax of the raw
+    /// logits, with the `logprobs` most likely alternatives) when `logprobs` is set.
+    @discardableResult
+    public func generate(prompt: [Int], maxTokens: Int, sampling: SamplingParameters = .init(), stopTokens: Set<Int> = [],
+                         logprobs: Int?, onChoice: (Int, TokenLogprobs?) throws -> Bool) throws -> [Int] {
         // The checks a forward pass would make, here, so one bad request cannot fail the batch.
         guard !prompt.isEmpty else { throw ModelError.emptyInput }
         let (vocab, limit) = (model.description.vocabularySize, model.description.maxPositionEmbeddings)
@@ -59,11 +67,11 @@ public final class BatchGenerator: @unchecked Sendable {
         }
         guard prompt.count <= limit else { throw ModelError.contextOverflow(requested: prompt.count, limit: limit) }
         guard maxTokens > 0 else { return [] }
-        // The scheduler calls `onToken` only until this sequence's outcome is set, and this
+        // The scheduler calls `onChoice` only until this sequence's outcome is set, and this
         // call waits for that, so the closure does not outlive the call.
-        return try withoutActuallyEscaping(onToken) { onToken in
-            let sequence = Sequence(prompt: prompt, maxTokens: maxTokens, sampler: Sampler(sampling), stopTokens: stopTokens,
-                                    onToken: onToken, cache: model.makeCache())
+        return try withoutActuallyEscaping(onChoice) { onChoice in
+            let sequence = Sequence(prompt: prompt, maxTokens: maxTokens, sampler: Sampler(sampling, prompt: prompt), stopTokens: stopTokens,
+                                    logprobs: logprobs, onToken: onChoice, cache: model.makeCache())
             return try scheduler.submitAndWait(sequence)
         }
     }
@@ -74,16 +82,20 @@ public final class BatchGenerator: @unchecked Sendable {
         let maxTokens: Int
         var sampler: Sampler
         let stopTokens: Set<Int>
+        /// How many alternatives to report with each token's log-probability; nil: none.
+        let logprobs: Int?
         /// Dropped (set to nil) before `outcome` is set: the caller's closure must not outlive its call.
-        var onToken: ((Int) throws -> Bool)?
+        var onToken: ((Int, TokenLogprobs?) throws -> Bool)?
         var cache: KVCache
         /// Tokens to feed at the next step: the prompt, then the last token chosen.
         var input: [Int]
         var produced = [Int]()
         var outcome: Result<[Int], any Error>?
 
-        init(prompt: [Int], maxTokens: Int, sampler: Sampler, stopTokens: Set<Int>, onToken: @escaping (Int) throws -> Bool, cache: KVCache) {
+        init(prompt: [Int], maxTokens: Int, sampler: Sampler, stopTokens: Set<Int>, logprobs: Int?,
+             onToken: @escaping (Int, TokenLogprobs?) throws -> Bool, cache: KVCache) {
             (input, self.maxTokens, self.sampler, self.stopTokens, self.onToken, self.cache) = (prompt, maxTokens, sampler, stopTokens, onToken, cache)
+            self.logprobs = logprobs
         }
     }
 
@@ -171,14 +183,16 @@ public final class BatchGenerator: @unchecked Sendable {
             for (i, sequence) in active.enumerated() {
                 sequence.cache = caches[i]
                 let rows = logits[i]
-                let next = sequence.sampler.sample(rows.values[((rows.rows - 1) * rows.columns)...])
+                let last = rows.values[((rows.rows - 1) * rows.columns)...]
+                let next = sequence.sampler.sample(last)
                 if sequence.stopTokens.contains(next) {
                     finished.append((sequence, .success(sequence.produced)))
                     continue
                 }
                 sequence.produced.append(next)
+                let logprobs = sequence.logprobs.map { TokenLogprobs(logits: last, token: next, top: $0) }
                 do {
-                    let listening = try sequence.onToken?(next) ?? false
+                    let listening = try sequence.onToken?(next, logprobs) ?? false
                     if !listening || sequence.produced.count >= sequence.maxTokens || sequence.cache.length >= limit {
                         finished.append((sequence, .success(sequence.produced)))
                     } else {

@@ -13,7 +13,7 @@ public struct Generator {
         guard !prompt.isEmpty else { throw ModelError.emptyInput }
         let limit = model.description.maxPositionEmbeddings
         guard prompt.count <= limit else { throw ModelError.contextOverflow(requested: prompt.count, limit: limit) }
-        var sampler = Sampler(sampling)
+        var sampler = Sampler(sampling, prompt: prompt)
         var cache = model.makeCache()
         // A NaN or infinity would be sampled as some token: an error rather than a wrong answer.
         var logits = try model.forward(prompt, cache: &cache).checkedFinite()
