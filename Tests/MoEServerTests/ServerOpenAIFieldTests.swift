@@ -11,7 +11,7 @@ final class ServerOpenAIFieldTests: XCTestCase {
 
     func failure(_ json: String, chat: Bool = false) -> APIError? {
         do {
-            if chat { _ = try GenerationRequest.chat(json: Data(json.utf8), template: .chatML) } else { _ = try GenerationRequest.completion(json: Data(json.utf8)) }
+            if chat { _ = try GenerationRequest.chat(json: Data(json.utf8), template: .plain) } else { _ = try GenerationRequest.completion(json: Data(json.utf8)) }
             return nil
         } catch { return error as? APIError }
     }
@@ -63,7 +63,7 @@ final class ServerOpenAIFieldTests: XCTestCase {
         // vLLM's -1 means no top-k.
         XCTAssertEqual(try GenerationRequest.completion(json: Data(#"{"prompt": "x", "top_k": -1}"#.utf8)).sampling.topK, 0)
         XCTAssertEqual(try GenerationRequest.completion(json: Data(#"{"prompt": "x", "logprobs": 3}"#.utf8)).logprobs, 3)
-        XCTAssertEqual(try GenerationRequest.chat(json: Data(#"{"messages": [{"role": "user", "content": "a"}], "logprobs": true, "top_logprobs": 4}"#.utf8), template: .chatML).logprobs, 4)
+        XCTAssertEqual(try GenerationRequest.chat(json: Data(#"{"messages": [{"role": "user", "content": "a"}], "logprobs": true, "top_logprobs": 4}"#.utf8), template: .plain).logprobs, 4)
     }
 
     func testDefaultsComeFromGenerationConfig() throws {
