@@ -16,7 +16,7 @@ import MoE
 /// transformers has no loader for MoEKit's group-affine codes: its quantized formats that
 /// load without MoEKit (GPTQ, AWQ, compressed-tensors) hold integer zero points, which
 /// MoEKit's f16 group minimums do not map onto, so dequantizing is the faithful choice
-/// (`moekit export --format gguf` or `--format mlx` keep the codes).
+/// (`moekit export --format gguf` keeps the codes).
 ///
 /// Tensors go into shards of at most `maxShardBytes` with an index, as `save_pretrained`
 /// writes them (one `model.safetensors` when everything fits). Every tensor's bytes are read
@@ -35,7 +35,7 @@ public struct PlanExporter {
     }
 
     /// What the summary says about weights the export rounds.
-    static let dequantizedNote = "quantized experts and tensors are written dequantized in the imported dtype (rounded to nearest-even, never wider): transformers has no loader for MoEKit's group-affine codes; --format gguf or --format mlx keep them"
+    static let dequantizedNote = "quantized experts and tensors are written dequantized in the imported dtype (rounded to nearest-even, never wider): transformers has no loader for MoEKit's group-affine codes; --format gguf keeps them"
 
     public func export(plan: CompressionPlan, to directory: URL) throws -> ExportSummary {
         let description = try store.modelDescription()
