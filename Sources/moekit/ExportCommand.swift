@@ -2,6 +2,7 @@ import ArgumentParser
 import Compression
 import ExpertStore
 import Foundation
+import MoE
 
 /// What `moekit export` writes.
 enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
@@ -20,7 +21,13 @@ struct ExportCommand: ParsableCommand {
         count is updated; merged experts are written once per member. Plans with novices, or whose \
         layers keep different expert counts, have no standard form and are refused.
 
-        --format hf (the default) writes a folder; quantized experts are dequantized to f32.
+        --format hf (the default) writes a folder: config.json with every key spelling the family has \
+        had (transformers 4 and 5), the tokenizer, and model.safetensors, or shards of at most \
+        --max-shard-size (default 5GB) with model.safetensors.index.json. Stored weights keep their \
+        dtype; quantized experts and tensors are written dequantized in the imported dtype (BF16 for a \
+        BF16 import, rounded to nearest-even, never wider), because transformers has no loader for \
+        MoEKit's group-affine codes (GPTQ, AWQ and compressed-tensors hold integer zero points); \
+        --format gguf keeps the codes.
         --format gguf writes one file (--out FILE.gguf) that llama.cpp loads unmodified: stored \
         BF16/F16/F32 weights as they are, 2-4-bit codes exactly as Q4_1, 8-bit codes requantized to \
         Q8_0; the summary lists every choice and whether it is exact.
@@ -30,10 +37,12 @@ struct ExportCommand: ParsableCommand {
     @Option(name: .long, help: "Export this plan instead of the full model.") var plan: String?
     @Option(name: .long, help: "hf: a Hugging Face checkpoint folder; gguf: one GGUF file for llama.cpp.") var format: ExportFormat = .hf
     @Option(name: .long, help: "The folder to write (hf; it must not exist yet or be empty), or the file (gguf, --plan-json).") var out: String
+    @Option(name: .long, help: "hf: the largest shard, as transformers takes it (500MB, 5GB, 2GiB or a byte count).") var maxShardSize: String = "5GB"
     @Flag(help: "With --plan: write the plan document itself as JSON to --out (a file) instead of a checkpoint.") var planJSON = false
     @Flag(help: "Print the summary as JSON.") var json = false
 
     func validate() throws {
+        do { _ = try ShardSize(maxShardSize) } catch { throw ValidationError(error.description) }
         if planJSON && format == .gguf { throw ValidationError("--plan-json writes the plan document; it does not take --format gguf") }
         if format == .gguf {
             var isDirectory: ObjCBool = false
@@ -58,9 +67,11 @@ struct ExportCommand: ParsableCommand {
             try Output.print(summary, json: json, text: (["\(out): GGUF v3, \(summary.architecture), plan '\(summary.plan)', \(summary.expertsPerLayer) experts per layer, \(summary.tensors) tensors, \(summary.fileBytes.formatted()) bytes"]
                 + summary.choiceLines.map { "  " + $0 } + summary.notes.map { "  note: " + $0 }).joined(separator: "\n"))
         case .hf:
-            let summary = try plan.map { try PlanExporter(store: opened).export(plan: PlanLoader.plan(named: $0, in: opened), to: target) }
-                ?? StoreExporter(store: opened).export(to: target)
-            try Output.print(summary, json: json, text: "\(out): wrote \(summary.files.joined(separator: ", ")) (\(summary.tensors) tensors, \(summary.tensorBytes.formatted()) bytes)")
+            let shardBytes = try ShardSize(maxShardSize).bytes
+            let summary = try plan.map { try PlanExporter(store: opened, maxShardBytes: shardBytes).export(plan: PlanLoader.plan(named: $0, in: opened), to: target) }
+                ?? StoreExporter(store: opened, maxShardBytes: shardBytes).export(to: target)
+            try Output.print(summary, json: json, text: (["\(out): wrote \(summary.files.joined(separator: ", ")) (\(summary.tensors) tensors, \(summary.tensorBytes.formatted()) bytes)"]
+                + summary.notes.map { "  note: " + $0 }).joined(separator: "\n"))
         }
     }
 }

@@ -38,7 +38,10 @@ final class PlanTests: PlanFixtureCase {
             let plan = try slim("merge-\(method.rawValue)") { $0.merge = method; $0.keepFraction = 0.5 }
             XCTAssertEqual(plan.layers.compactMap { $0?.slots.count }, [4, 4], method.rawValue)
             XCTAssertEqual(plan.layers[0]?.expertMap.survivingExperts.count, 8, "merging keeps every router row")
-            XCTAssertLessThanOrEqual(try exportDifference(plan), 2e-5, method.rawValue)
+            // The fixture is F16 and merged weights (f32 averages) are exported in F16, rounded
+            // to nearest (relative error up to 2^-11 per weight), so the logits move by that
+            // rounding; an f32 export would have matched within 2e-5.
+            XCTAssertLessThanOrEqual(try exportDifference(plan), 3e-3, method.rawValue)
         }
     }
 

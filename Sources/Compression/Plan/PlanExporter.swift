@@ -6,15 +6,36 @@ import MoE
 /// Writes a plan as a standard Hugging Face checkpoint that transformers, llama.cpp's
 /// converter or vLLM load like any other: the kept experts renumbered 0..<E', the router
 /// (and DeepSeek's correction bias) sliced to their rows, the expert count in `config.json`
-/// updated. Merged experts are written once per member, so the router keeps choosing among
-/// the members and the sum of their gates reaches the shared weights, exactly as MoEKit runs
-/// it. Quantized and merged weights are written dequantized in f32; original and refit experts keep
-/// their stored dtype. Two things have no standard form and are refused: novices (a constant
-/// output) and layers that keep different numbers of experts (configs hold one count).
+/// updated and every key spelling the family has had present (`ExportConfig`). Merged experts
+/// are written once per member, so the router keeps choosing among the members and the sum of
+/// their gates reaches the shared weights, exactly as MoEKit runs it.
+///
+/// Dtypes: original and refit experts keep their stored bytes. Quantized and merged experts,
+/// and quantized dense tensors, are written in the dtype the imported tensor had (BF16 where
+/// the import was BF16), rounded to nearest-even from their f32 values, never wider.
+/// transformers has no loader for MoEKit's group-affine codes: its quantized formats that
+/// load without MoEKit (GPTQ, AWQ, compressed-tensors) hold integer zero points, which
+/// MoEKit's f16 group minimums do not map onto, so dequantizing is the faithful choice
+/// (`moekit export --format gguf` keeps the codes).
+///
+/// Tensors go into shards of at most `maxShardBytes` with an index, as `save_pretrained`
+/// writes them (one `model.safetensors` when everything fits). Every tensor's bytes are read
+/// or rebuilt when the writer reaches it and released after, so memory stays near one
+/// expert (or one dense tensor) whatever the model's size.
+///
+/// Two things have no standard form and are refused: novices (a constant output) and layers
+/// that keep different numbers of experts (configs hold one count).
 public struct PlanExporter {
     public let store: ExpertStore
+    public let maxShardBytes: Int
 
-    public init(store: ExpertStore) { self.store = store }
+    public init(store: ExpertStore, maxShardBytes: Int = ShardedSafetensorsWriter.defaultMaxShardBytes) {
+        self.store = store
+        self.maxShardBytes = maxShardBytes
+    }
+
+    /// What the summary says about weights the export rounds.
+    static let dequantizedNote = "quantized experts and tensors are written dequantized in the imported dtype (rounded to nearest-even, never wider): transformers has no loader for MoEKit's group-affine codes; --format gguf keeps them"
 
     public func export(plan: CompressionPlan, to directory: URL) throws -> ExportSummary {
         let description = try store.modelDescription()
@@ -26,13 +47,11 @@ public struct PlanExporter {
         try fm.createDirectory(at: directory, withIntermediateDirectories: true)
 
         let dense = try StoreTensorProvider(store: store)
-        let planTensors = try PlanTensorProvider(store: store, quantization: plan.denseQuantization)
         let quantizedDense = Set(plan.denseQuantization?.tensors ?? [])
-        let variants = try StoreVariantProvider(store: store, precision: .float32)   // derived 16-bit experts widened, as the writer takes f32
+        let variants = try StoreVariantProvider(store: store, precision: .float32)   // derived 16-bit experts widened, as they are rebuilt in f32
         let names = description.names
-        var writer = SafetensorsWriter()
-        var tensorBytes = 0
-        var tensorCount = 0
+        var writer = ShardedSafetensorsWriter(maxShardBytes: maxShardBytes)
+        var rounded = 0
         var routerRows = [String: [Int]]()
         for l in description.moeLayerIndices {
             let survivors = plan.layers[l]!.expertMap.survivingExperts
@@ -44,35 +63,38 @@ public struct PlanExporter {
             if let rows = routerRows[name] {
                 // Slice router rows (a 2-D weight) or bias entries (1-D) to the surviving experts.
                 let rowBytes = layout.byteCount / layout.shape[0]
-                let bytes = try dense.withVerifiedBytes(name) { raw, _ in rows.flatMap { Array(raw[($0 * rowBytes)..<(($0 + 1) * rowBytes)]) } }
-                writer.add(name, dtype: layout.dtype, shape: [rows.count] + layout.shape.dropFirst(), bytes: bytes)
-                tensorBytes += bytes.count
-            } else if quantizedDense.contains(name) {
-                // A tensor the plan quantized: its dequantized values (f32, as quantized experts export).
-                let values = try planTensors.matrix(name).values
-                writer.add(name, dtype: .f32, shape: layout.shape, bytes: values.withUnsafeBytes { Array($0) })
-                tensorBytes += values.count * 4
+                writer.add(name, dtype: layout.dtype, shape: [rows.count] + layout.shape.dropFirst()) { emit in
+                    try dense.withVerifiedBytes(name) { raw, _ in
+                        for r in rows { try emit(UnsafeRawBufferPointer(rebasing: raw[(r * rowBytes)..<((r + 1) * rowBytes)])) }
+                    }
+                }
+            } else if quantizedDense.contains(name), let quantization = plan.denseQuantization {
+                // A tensor the plan quantized: its dequantized values in the stored dtype.
+                let dtype = Self.exportDType(layout.dtype)
+                writer.add(name, dtype: dtype, shape: layout.shape) { [store] emit in
+                    let values = try Self.quantizedDense(name, variant: quantization.variant, store: store).dequantized().values
+                    try FloatEncoding.bytes(values, as: dtype).withUnsafeBytes { try emit($0) }
+                }
+                rounded += 1
             } else {
                 writer.add(name, dtype: layout.dtype, shape: layout.shape) { emit in
                     try dense.withVerifiedBytes(name) { bytes, _ in try emit(bytes) }
                 }
-                tensorBytes += layout.byteCount
             }
-            tensorCount += 1
         }
-        // Experts are read (or rebuilt) when the writer reaches them and released after, so
-        // export holds about one expert at a time whatever the model's size. The writer takes
-        // tensors in name order, which keeps an expert's three projections together: the last
-        // expert built is remembered for its other two.
+        // The last expert rebuilt is remembered for its other two projections: a shard writes
+        // its tensors in name order, which keeps an expert's three projections together.
         let recent = RecentExpert()
         for l in description.moeLayerIndices {
             let layer = plan.layers[l]!
-            let original = try store.expertRecord(ExpertKey(layer: l, expert: 0))   // dtypes and shapes of this layer's imported experts
+            guard let original = try store.expertRecord(ExpertKey(layer: l, expert: 0)) else {   // dtypes and shapes of this layer's imported experts
+                throw StoreError.missingRecord(path: store.path, record: "expert record (\(ExpertKey(layer: l, expert: 0)))")
+            }
             for (newIndex, expert) in layer.expertMap.survivingExperts.enumerated() {
                 let slot = layer.slots[layer.expertMap.slotOfExpert[expert]!]
                 let record = slot.record
                 // Imported and refit experts are stored in the imported dtype: their bytes are copied.
-                if record.variant == 0 || ExpertVariants.isRefit(record.variant), let original {
+                if record.variant == 0 || ExpertVariants.isRefit(record.variant) {
                     let key = ExpertKey(layer: l, expert: record.expert, variant: ExpertVariant(rawValue: record.variant))
                     for (p, projection) in Projection.allCases.enumerated() {
                         writer.add(names.expert(l, newIndex, projection), dtype: original.tensors[p].dtype, shape: original.tensors[p].shape) { [store] emit in
@@ -81,33 +103,48 @@ public struct PlanExporter {
                             }
                             try stored.payloads[p].withUnsafeBytes { try emit($0) }
                         }
-                        tensorBytes += original.payloads[p].count
                     }
                 } else {
-                    let (h, f) = (description.hiddenSize, description.layers[l].moe!.expertIntermediateSize)
-                    for (p, (projection, shape)) in zip(Projection.allCases, [[f, h], [f, h], [h, f]]).enumerated() {
-                        writer.add(names.expert(l, newIndex, projection), dtype: .f32, shape: shape) { emit in
+                    for (p, projection) in Projection.allCases.enumerated() {
+                        let dtype = Self.exportDType(original.tensors[p].dtype)
+                        writer.add(names.expert(l, newIndex, projection), dtype: dtype, shape: original.tensors[p].shape) { emit in
                             let weights = try recent.expert(layer: l, record: record) {
                                 try Self.dense(variants.expert(layer: l, expert: record.expert, variant: record.variant), plan: plan.name, layer: l)
                             }
-                            try [weights.gate, weights.up, weights.down][p].values.withUnsafeBytes { try emit($0) }
+                            try FloatEncoding.bytes([weights.gate, weights.up, weights.down][p].values, as: dtype).withUnsafeBytes { try emit($0) }
                         }
-                        tensorBytes += shape.reduce(1, *) * 4
                     }
+                    rounded += 3
                 }
-                tensorCount += 3
             }
         }
         var files = [String]()
         for name in try store.fileNames() {
             guard var data = try store.file(name) else { continue }
-            if name == "config.json" { data = try Self.config(data, expertCount: kept, description: description) }
-            try data.write(to: directory.appendingPathComponent(name), options: .atomic)
+            if name == "config.json" { data = try ExportConfig.rewrite(data, expertCount: kept) }
+            let target = directory.appendingPathComponent(name)
+            do { try data.write(to: target, options: .atomic) } catch {
+                throw SafetensorsWriterError.cannotWrite(file: target.path, reason: error.localizedDescription)
+            }
             files.append(name)
         }
-        try writer.write(to: directory.appendingPathComponent("model.safetensors"))
-        files.append("model.safetensors")
-        return ExportSummary(files: files.sorted(), tensors: tensorCount, tensorBytes: tensorBytes)
+        files += try writer.write(to: directory)
+        return ExportSummary(files: files.sorted(), tensors: writer.tensorCount, tensorBytes: writer.totalBytes,
+                             notes: rounded > 0 ? [Self.dequantizedNote] : [])
+    }
+
+    /// The dtype rebuilt weights are written in: the imported one when it is a float type
+    /// an export writes (always, for the checkpoints MoEKit imports), else f32.
+    static func exportDType(_ imported: DType) -> DType { FloatEncoding.isWritable(imported) ? imported : .f32 }
+
+    /// A dense tensor's quantized variant, read from the store when the writer reaches it.
+    static func quantizedDense(_ name: String, variant: String, store: ExpertStore) throws -> QuantizedMatrix {
+        guard let bytes = try store.denseVariant(name, variant: variant) else {
+            throw StoreError.missingRecord(path: store.path, record: "dense variant '\(ExpertStore.denseVariantKey(name, variant: variant))'")
+        }
+        do { return try QuantizedMatrix(decoding: bytes) } catch {
+            throw StoreError.corruptRecord(path: store.path, record: "dense variant '\(name)'", reason: "\(error)")
+        }
     }
 
     /// Checks that `plan` fits the model and has a standard form (no novices, one expert count
@@ -135,28 +172,6 @@ public struct PlanExporter {
         case let q as QuantizedExpert: return q.dequantized()
         default: throw PlanError.invalid(plan: plan, reason: "layer \(layer) has an expert of a kind a checkpoint cannot hold")
         }
-    }
-
-    /// `config.json` with the routed expert count changed under whichever key the file uses.
-    /// DeepSeek's group-limited routing needs the count to split into `n_group` groups; when
-    /// it no longer does, groups are switched off (as PreMoe does for its slimmed models).
-    /// Only those values are rewritten in the original text: re-encoding the whole file would
-    /// turn floats such as `0.0` into integers, which transformers' strict configs reject.
-    static func config(_ data: Data, expertCount: Int, description: ModelDescription) throws -> Data {
-        var text = String(decoding: data, as: UTF8.self)
-        guard let json = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw CheckpointError.malformedConfig(file: "config.json", reason: "not a JSON object")
-        }
-        func set(_ key: String, _ value: Int) {
-            guard let range = text.range(of: "\"\(key)\"\\s*:\\s*[0-9]+", options: .regularExpression) else { return }
-            text.replaceSubrange(range, with: "\"\(key)\": \(value)")
-        }
-        for key in ["num_experts", "num_local_experts", "n_routed_experts"] where json[key] != nil { set(key, expertCount) }
-        if let groups = json["n_group"] as? Int, groups > 1, expertCount % groups != 0 || expertCount / groups < 2 {
-            set("n_group", 1)
-            set("topk_group", 1)
-        }
-        return Data(text.utf8)
     }
 }
 

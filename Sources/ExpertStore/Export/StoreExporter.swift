@@ -5,23 +5,29 @@ public struct ExportSummary: Sendable, Equatable, Codable {
     public var files: [String]
     public var tensors: Int
     public var tensorBytes: Int
+    /// What the export changed on the way out (weights rounded to the checkpoint's dtype…).
+    public var notes: [String]
 
-    public init(files: [String], tensors: Int, tensorBytes: Int) {
+    public init(files: [String], tensors: Int, tensorBytes: Int, notes: [String] = []) {
         self.files = files
         self.tensors = tensors
         self.tensorBytes = tensorBytes
+        self.notes = notes
     }
 }
 
 /// Writes a store back out as a standard Hugging Face checkpoint folder: the original
-/// `config.json`, tokenizer and generation files byte for byte, and one `model.safetensors`
-/// holding every tensor under its original name and dtype. Every record's checksum is
+/// `config.json`, tokenizer and generation files byte for byte, and every tensor under its
+/// original name and dtype in `model.safetensors`, or in shards of at most `maxShardBytes`
+/// with `model.safetensors.index.json` when it does not fit one (as `save_pretrained` does). Every record's checksum is
 /// verified on the way out, so a damaged store cannot produce a silently damaged export.
 public struct StoreExporter {
     public let store: ExpertStore
+    public let maxShardBytes: Int
 
-    public init(store: ExpertStore) {
+    public init(store: ExpertStore, maxShardBytes: Int = ShardedSafetensorsWriter.defaultMaxShardBytes) {
         self.store = store
+        self.maxShardBytes = maxShardBytes
     }
 
     public func export(to directory: URL) throws -> ExportSummary {
@@ -36,7 +42,7 @@ public struct StoreExporter {
         let dense = try StoreTensorProvider(store: store)
         let experts = try ExpertRecordReader(store: store)
 
-        var writer = SafetensorsWriter()
+        var writer = ShardedSafetensorsWriter(maxShardBytes: maxShardBytes)
         var tensorBytes = 0
         for name in dense.names {
             let layout = try dense.layout(name)
@@ -68,8 +74,7 @@ public struct StoreExporter {
             }
             files.append(name)
         }
-        try writer.write(to: directory.appendingPathComponent("model.safetensors"))
-        files.append("model.safetensors")
+        files += try writer.write(to: directory)
         return ExportSummary(files: files.sorted(), tensors: tensorCount, tensorBytes: tensorBytes)
     }
 }
