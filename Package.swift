@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
         // Hummingbird's own lifecycle package, named to stop in-process servers gracefully.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
+        // The Prometheus exposition of /metrics (counters, gauges, histograms).
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
@@ -30,7 +32,8 @@ let package = Package(
         // package is available to this project); Foundation only.
         .target(name: "ChatTemplates"),
         .target(name: "MoEServer", dependencies: ["ChatTemplates", "MoE", "Routing", "ExpertStore", "Compression", "CKernels", .product(name: "Hummingbird", package: "hummingbird"),
-                                              .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
+                                              .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                                              .product(name: "Prometheus", package: "swift-prometheus")]),
         .executableTarget(
             name: "moekit",
             dependencies: ["MoE", "Routing", "ExpertStore", "Compression", "MoEServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -37,10 +37,7 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
         let endpoint = endpoints[path] != nil ? path : "other"
         metrics.recordRequest(endpoint: endpoint, status: Int(response.status.code))
         let metrics = self.metrics
-        let seconds = { @Sendable in
-            let elapsed = ContinuousClock.now - started
-            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-        }
+        let seconds = { @Sendable in (ContinuousClock.now - started).seconds }
         if response.body.contentLength != nil {
             metrics.recordLatency(seconds())
         } else {

@@ -71,7 +71,7 @@ public struct GenerationTimer {
 
     /// The run so far; call when `generate` has returned.
     public func statistics(peakResidentBytes: Int? = nil, cache: ExpertCache.Statistics? = nil) -> GenerationStatistics {
-        func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+        func seconds(_ d: Duration) -> Double { d.seconds }
         let end = clock.now
         return GenerationStatistics(promptTokens: promptTokens, promptSeconds: seconds((first ?? end) - start),
                                     generatedTokens: tokens, generationSeconds: first.map { seconds(last! - $0) } ?? 0,

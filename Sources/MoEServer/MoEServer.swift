@@ -1,5 +1,6 @@
 import Compression
 import Foundation
+import Synchronization
 import Hummingbird
 import HummingbirdCore
 import NIOCore
@@ -107,22 +108,26 @@ public final class MoEServer: Sendable {
         let format = ResponseFormat(chat: chat, id: (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.lowercased(),
                                     created: Int(Date().timeIntervalSince1970), tokenizer: engine.tokenizer)
         let engine = self.engine
+        let received = RequestTimer()
         if !parsed.stream {
-            let (prepared, result) = try await queue.run {
-                try Self.translatingErrors {
+            let (prepared, result, timer) = try await queue.run {
+                var timer = received
+                timer.workerStarted()
+                return try Self.translatingErrors {
                     let prepared = try engine.prepare(parsed, defaultMaxTokens: defaultMaxTokens)
-                    return (prepared, try engine.generate(prepared))
+                    return (prepared, try engine.generate(prepared, onToken: { timer.tokenChosen() }), timer)
                 }
             }
-            record(prepared, result)
+            record(prepared, result, timer)
             return json(format.whole(prepared, result))
         }
-        return try await stream(parsed, defaultMaxTokens: defaultMaxTokens, format: format)
+        return try await stream(parsed, defaultMaxTokens: defaultMaxTokens, format: format, timer: received)
     }
 
     /// Streams the answer as server-sent events. The request is prepared (plan chosen, prompt
     /// checked) before the response starts, so those failures still get their status code.
-    private func stream(_ parsed: GenerationRequest, defaultMaxTokens: Int?, format: ResponseFormat) async throws -> Response {
+    private func stream(_ parsed: GenerationRequest, defaultMaxTokens: Int?, format: ResponseFormat,
+                        timer received: RequestTimer) async throws -> Response {
         let (events, sink) = AsyncStream<ByteBuffer>.makeStream()
         let listening = Flag(true)
         sink.onTermination = { _ in listening.set(false) }
@@ -131,6 +136,8 @@ public final class MoEServer: Sendable {
         try await withCheckedThrowingContinuation { (start: CheckedContinuation<Void, any Error>) in
             queue.submit {
                 defer { sink.finish() }
+                var timer = received
+                timer.workerStarted()
                 let prepared: ServingEngine.Prepared
                 do {
                     prepared = try Self.translatingErrors { try engine.prepare(parsed, defaultMaxTokens: defaultMaxTokens) }
@@ -142,12 +149,12 @@ public final class MoEServer: Sendable {
                 sink.yield(Self.event(format.opening(prepared)))
                 do {
                     let result = try Self.translatingErrors {
-                        try engine.generate(prepared) { piece in
+                        try engine.generate(prepared, onToken: { timer.tokenChosen() }) { piece in
                             sink.yield(Self.event(format.chunk(prepared, text: piece)))
                             return listening.value
                         }
                     }
-                    self.record(prepared, result)
+                    self.record(prepared, result, timer)
                     sink.yield(Self.event(format.closing(prepared, result)))
                     if parsed.includeUsage { sink.yield(Self.event(format.usageChunk(prepared, result))) }
                 } catch {
@@ -164,9 +171,9 @@ public final class MoEServer: Sendable {
                         body: ResponseBody(asyncSequence: events))
     }
 
-    private func record(_ prepared: ServingEngine.Prepared, _ result: ServingEngine.Result) {
+    private func record(_ prepared: ServingEngine.Prepared, _ result: ServingEngine.Result, _ timer: RequestTimer) {
         metrics.recordGeneration(plan: prepared.plan, auto: prepared.auto, promptTokens: prepared.promptTokens.count,
-                                 generatedTokens: result.tokens.count)
+                                 generatedTokens: result.tokens.count, queueWaitSeconds: timer.queueWait, tokenTimes: timer.tokenTimes)
     }
 
     /// Model and store failures become 500s with their description; `APIError`s pass through.
@@ -230,10 +237,9 @@ struct HealthStatus: Encodable {
 }
 
 /// A Boolean shared between the response writer and the generating thread.
-final class Flag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var current: Bool
-    init(_ value: Bool) { current = value }
-    var value: Bool { lock.withLock { current } }
-    func set(_ value: Bool) { lock.withLock { current = value } }
+final class Flag: Sendable {
+    private let current: Mutex<Bool>
+    init(_ value: Bool) { current = Mutex(value) }
+    var value: Bool { current.withLock { $0 } }
+    func set(_ value: Bool) { current.withLock { $0 = value } }
 }

@@ -149,7 +149,8 @@ public final class ServingEngine: @unchecked Sendable {
     /// generation (the client went away). The request joins its plan's running batch (see
     /// `BatchGenerator`); greedy decoding matches `Generator` token for token up to rounding
     /// differences of batched products. Blocks the calling thread until the answer ends.
-    public func generate(_ prepared: Prepared, onText: (String) -> Bool = { _ in true }) throws -> Result {
+    /// `onToken` runs as each token is chosen (before its text, which a stop-string check may hold back).
+    public func generate(_ prepared: Prepared, onToken: () -> Void = {}, onText: (String) -> Bool = { _ in true }) throws -> Result {
         let served = plans[prepared.plan]!
         var stops = prepared.request.stop
         if let endOfTurn = prepared.request.endOfTurn { stops.append(endOfTurn) }
@@ -164,6 +165,7 @@ public final class ServingEngine: @unchecked Sendable {
             prompt: prepared.promptTokens, maxTokens: prepared.maxTokens, sampling: prepared.request.sampling, stopTokens: stopTokens,
             logprobs: prepared.request.logprobs
         ) { token, tokenLogprobs in
+            onToken()
             if let tokenLogprobs { logprobs.append(tokenLogprobs) }
             let piece = filter.append(detokenizer.append(token))
             if !piece.isEmpty {

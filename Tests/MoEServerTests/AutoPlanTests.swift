@@ -85,10 +85,10 @@ final class AutoPlanTests: XCTestCase {
 
         let (_, metricsBody) = try await client.get("/metrics")
         let text = String(decoding: metricsBody, as: UTF8.self)
-        XCTAssertTrue(text.contains("moekit_plan_requests_total{plan=\"python-50\",auto=\"true\"} 2\n"), text)
-        XCTAssertTrue(text.contains("moekit_plan_requests_total{plan=\"german-50\",auto=\"true\"} 1\n"), text)
-        XCTAssertTrue(text.contains("moekit_expert_cache_misses_total \(cache.misses)\n"), text)
-        XCTAssertTrue(text.contains("moekit_expert_cache_limit_bytes \(limit)\n"), text)
+        XCTAssertEqual(metricSample(text, "moekit_plan_requests_total{plan=\"python-50\",auto=\"true\"}"), 2, text)
+        XCTAssertEqual(metricSample(text, "moekit_plan_requests_total{plan=\"german-50\",auto=\"true\"}"), 1, text)
+        XCTAssertEqual(metricSample(text, "moekit_expert_cache_misses_total"), Double(cache.misses), text)
+        XCTAssertEqual(metricSample(text, "moekit_expert_cache_limit_bytes"), Double(limit), text)
 
         // A plan may still be named explicitly.
         let (status, body) = try await client.post("/v1/completions", json: ["model": "german-50", "prompt": python, "max_tokens": 1])

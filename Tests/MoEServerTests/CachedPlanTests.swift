@@ -122,10 +122,10 @@ final class CachedPlanTests: XCTestCase {
         XCTAssertLessThanOrEqual(stats.residentBytes, one + one)
         let (_, metricsBody) = try await client.get("/metrics")
         let text = String(decoding: metricsBody, as: UTF8.self)
-        for line in ["moekit_expert_cache_hits_total \(stats.hits)\n", "moekit_expert_cache_misses_total \(stats.misses)\n",
-                     "moekit_expert_cache_evictions_total \(stats.evictions)\n", "moekit_expert_cache_entries \(stats.entries)\n",
-                     "moekit_expert_cache_limit_bytes \(one)\n", "moekit_resident_expert_bytes \(stats.residentBytes)\n"] {
-            XCTAssertTrue(text.contains(line), "\(line) missing from\n\(text)")
+        for (sample, value) in [("moekit_expert_cache_hits_total", stats.hits), ("moekit_expert_cache_misses_total", stats.misses),
+                                ("moekit_expert_cache_evictions_total", stats.evictions), ("moekit_expert_cache_entries", stats.entries),
+                                ("moekit_expert_cache_limit_bytes", one), ("moekit_resident_expert_bytes", stats.residentBytes)] {
+            XCTAssertEqual(metricSample(text, sample), Double(value), "\(sample) in\n\(text)")
         }
         // Not an --auto server: no "auto" model.
         let (_, models) = try await client.get("/v1/models")

@@ -145,3 +145,9 @@ extension ServeFixture {
         return (server, running, Client(port: running.port))
     }
 }
+
+/// The value of one sample (`name` with its labels, as written) in a Prometheus exposition,
+/// read as a number: counters print as integers and gauges as floating point.
+func metricSample(_ text: String, _ sample: String) -> Double? {
+    text.split(separator: "\n").first { $0.hasPrefix(sample + " ") }.flatMap { Double($0.dropFirst(sample.count + 1)) }
+}

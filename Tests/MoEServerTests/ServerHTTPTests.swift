@@ -105,7 +105,7 @@ final class ServerHTTPTests: XCTestCase {
         XCTAssertLessThanOrEqual(batches.largestBatch, 4)
         XCTAssertLessThan(batches.steps, batches.sequenceSteps)
         let (_, metricsBody) = try await client.get("/metrics")
-        XCTAssertTrue(String(decoding: metricsBody, as: UTF8.self).contains("moekit_batch_largest \(batches.largestBatch)\n"))
+        XCTAssertEqual(metricSample(String(decoding: metricsBody, as: UTF8.self), "moekit_batch_largest"), Double(batches.largestBatch))
         await running.stop()
     }
 
@@ -183,13 +183,28 @@ final class ServerHTTPTests: XCTestCase {
         XCTAssertLessThan(plan.plan.slotCount, allExperts * 5 / 8)
         XCTAssertEqual(server.engine.residentExpertBytes, plan.plan.slotCount * expertBytes)
         XCTAssertEqual(server.engine.residentExpertBytes, plan.plan.expectedExpertBytes)
-        XCTAssertTrue(text.contains("moekit_resident_expert_bytes \(plan.plan.slotCount * expertBytes)\n"), text)
-        XCTAssertTrue(text.contains("moekit_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 1\n"), text)
-        XCTAssertTrue(text.contains("moekit_requests_total{endpoint=\"/v1/models\",status=\"200\"} 1\n"), text)
-        XCTAssertTrue(text.contains("moekit_generated_tokens_total{plan=\"python-50\"} 3\n"), text)
-        XCTAssertTrue(text.contains("moekit_plan_requests_total{plan=\"python-50\",auto=\"false\"} 1\n"), text)
-        XCTAssertTrue(text.contains("moekit_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"), text)
+        XCTAssertEqual(metricSample(text, "moekit_resident_expert_bytes"), Double(plan.plan.slotCount * expertBytes), text)
+        XCTAssertEqual(metricSample(text, "moekit_requests_total{endpoint=\"/v1/completions\",status=\"200\"}"), 1, text)
+        XCTAssertEqual(metricSample(text, "moekit_requests_total{endpoint=\"/v1/models\",status=\"200\"}"), 1, text)
+        XCTAssertEqual(metricSample(text, "moekit_generated_tokens_total{plan=\"python-50\"}"), 3, text)
+        XCTAssertEqual(metricSample(text, "moekit_plan_requests_total{plan=\"python-50\",auto=\"false\"}"), 1, text)
+        XCTAssertEqual(metricSample(text, "moekit_request_duration_seconds_bucket{le=\"+Inf\"}"), 3, text)
         XCTAssertTrue(text.contains("# TYPE moekit_request_duration_seconds histogram\n"), text)
+        // One generation of 3 tokens: one queue wait, one first token, two gaps between tokens;
+        // the first token comes after the wait, and the gaps add up to no more than the whole.
+        for name in ["queue_wait", "time_to_first_token", "inter_token_latency"] {
+            XCTAssertTrue(text.contains("# TYPE moekit_\(name)_seconds histogram\n"), text)
+        }
+        XCTAssertEqual(metricSample(text, "moekit_queue_wait_seconds_count"), 1, text)
+        XCTAssertEqual(metricSample(text, "moekit_time_to_first_token_seconds_count"), 1, text)
+        XCTAssertEqual(metricSample(text, "moekit_inter_token_latency_seconds_count"), 2, text)
+        let wait = try XCTUnwrap(metricSample(text, "moekit_queue_wait_seconds_sum"))
+        let firstToken = try XCTUnwrap(metricSample(text, "moekit_time_to_first_token_seconds_sum"))
+        let gaps = try XCTUnwrap(metricSample(text, "moekit_inter_token_latency_seconds_sum"))
+        let whole = try XCTUnwrap(metricSample(text, "moekit_request_duration_seconds_sum"))
+        XCTAssertGreaterThanOrEqual(wait, 0)
+        XCTAssertGreaterThan(firstToken, wait)
+        XCTAssertLessThanOrEqual(firstToken + gaps, whole, text)
         // The plan fits in memory and no bound was given: loaded at start, no cache to report.
         XCTAssertEqual(server.engine.residency.mode, .resident)
         XCTAssertFalse(text.contains("moekit_expert_cache_"), text)

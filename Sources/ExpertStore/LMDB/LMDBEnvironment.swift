@@ -19,12 +19,11 @@ final class LMDBEnvironment: @unchecked Sendable {
     let path: String
     let readOnly: Bool
     let handle: OpaquePointer
-    /// Guards `liveReaders` and every change of the map size. LMDB remaps the file when the
-    /// map size changes, which would pull the pages out from under any read transaction of
-    /// this process (and the zero-copy experts pointing into them), so the map is only ever
-    /// resized while no reader is live here.
-    private let resizeLock = NSLock()
-    private var liveReaders = 0
+    /// Read transactions live in this process. Its lock is held for every change of the map
+    /// size: LMDB remaps the file when the map size changes, which would pull the pages out
+    /// from under any read transaction of this process (and the zero-copy experts pointing
+    /// into them), so the map is only ever resized while no reader is live here.
+    private let liveReaders = Mutex(0)
 
     static let maxDatabases: UInt32 = 8
     static let dataFile = "data.mdb"
@@ -169,34 +168,42 @@ final class LMDBEnvironment: @unchecked Sendable {
     func snapshot() throws -> LMDBSnapshot { try LMDBSnapshot(environment: self) }
 
     /// Begins a transaction. Read transactions are counted as live readers until
-    /// `endReadTransaction`; they begin under `resizeLock` so the map cannot change meanwhile.
+    /// `endReadTransaction`; they begin holding `liveReaders`' lock so the map cannot change meanwhile.
     func beginTransaction(readOnly: Bool) throws -> OpaquePointer {
-        let flags = readOnly ? UInt32(MDB_RDONLY) : 0
+        guard readOnly else {
+            return try begin(flags: 0) { try liveReaders.withLock { try adoptGrownMap(liveReaders: $0) } }
+        }
+        return try liveReaders.withLock { live in
+            let txn = try begin(flags: UInt32(MDB_RDONLY)) { try adoptGrownMap(liveReaders: live) }
+            live += 1
+            return txn
+        }
+    }
+
+    /// `mdb_txn_begin`, once more after `onResized` when another process grew the map.
+    private func begin(flags: UInt32, onResized: () throws -> Void) throws -> OpaquePointer {
         var txn: OpaquePointer?
-        if readOnly { resizeLock.lock() }
-        defer { if readOnly { resizeLock.unlock() } }
         var rc = mdb_txn_begin(handle, nil, flags, &txn)
         if rc == MDB_MAP_RESIZED {
-            // Another process grew the store past this process's map: adopt its size, which
-            // is only safe while nothing here reads through the current map.
-            if !readOnly { resizeLock.lock() }
-            defer { if !readOnly { resizeLock.unlock() } }
-            guard liveReaders == 0 else { throw StoreError.mapInUse(path: path) }
-            try Self.check(mdb_env_set_mapsize(handle, 0), path: path, "mdb_env_set_mapsize")
+            try onResized()
             rc = mdb_txn_begin(handle, nil, flags, &txn)
         }
         try Self.check(rc, path: path, "mdb_txn_begin")
         guard let txn else { throw StoreError.lmdb(path: path, operation: "mdb_txn_begin", code: -1, message: "no handle") }
-        if readOnly { liveReaders += 1 }
         return txn
+    }
+
+    /// Another process grew the store past this process's map: adopt its size, which is only
+    /// safe while nothing here reads through the current map. Call holding `liveReaders`' lock.
+    private func adoptGrownMap(liveReaders: Int) throws {
+        guard liveReaders == 0 else { throw StoreError.mapInUse(path: path) }
+        try Self.check(mdb_env_set_mapsize(handle, 0), path: path, "mdb_env_set_mapsize")
     }
 
     /// Ends a read transaction begun by `beginTransaction(readOnly: true)`.
     func endReadTransaction(_ txn: OpaquePointer, commit: Bool) throws {
         let rc = commit ? mdb_txn_commit(txn) : { mdb_txn_abort(txn); return 0 }()
-        resizeLock.lock()
-        liveReaders -= 1
-        resizeLock.unlock()
+        liveReaders.withLock { $0 -= 1 }
         try Self.check(rc, path: path, "mdb_txn_commit")
     }
 
@@ -215,11 +222,11 @@ final class LMDBEnvironment: @unchecked Sendable {
     }
 
     private func growMap() throws {
-        resizeLock.lock()
-        defer { resizeLock.unlock() }
-        guard liveReaders == 0 else { throw StoreError.mapInUse(path: path) }
-        let next = Self.roundedMapSize(info.mapSize * 2)
-        try Self.check(mdb_env_set_mapsize(handle, next), path: path, "mdb_env_set_mapsize(\(next))")
+        try liveReaders.withLock { live in
+            guard live == 0 else { throw StoreError.mapInUse(path: path) }
+            let next = Self.roundedMapSize(info.mapSize * 2)
+            try Self.check(mdb_env_set_mapsize(handle, next), path: path, "mdb_env_set_mapsize(\(next))")
+        }
     }
 
     /// Map sizes are whole MiB, at least 1 MiB.
@@ -244,10 +251,13 @@ final class LMDBEnvironment: @unchecked Sendable {
 /// transaction to be used by one thread at a time, so every use goes through `lock`;
 /// the bytes handed out stay valid until the snapshot is released and may be read by
 /// any number of threads at once.
+///
+/// It stays `@unchecked Sendable` with a `Mutex<Void>`: the C transaction handle is not
+/// `Sendable`, so a `Mutex` cannot hold it, and the lock is what makes sharing it safe.
 final class LMDBSnapshot: @unchecked Sendable {
     let environment: LMDBEnvironment
     private let handle: OpaquePointer
-    private let lock = NSLock()
+    private let lock = Mutex(())
 
     fileprivate init(environment: LMDBEnvironment) throws {
         self.environment = environment
@@ -257,8 +267,6 @@ final class LMDBSnapshot: @unchecked Sendable {
     deinit { try? environment.endReadTransaction(handle, commit: false) }
 
     func withTransaction<T>(_ body: (LMDBTransaction) throws -> T) rethrows -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(LMDBTransaction(handle: handle, path: environment.path))
+        try lock.withLock { _ in try body(LMDBTransaction(handle: handle, path: environment.path)) }
     }
 }
