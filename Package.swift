@@ -43,12 +43,16 @@ let package = Package(
         .executableTarget(name: "store-bench", dependencies: ["MoE", "ExpertStore"], path: "Benchmarks/store-bench"),
         .executableTarget(name: "serve-bench", dependencies: ["MoEServer", "Compression", "ExpertStore", "MoE", "Routing", "CBLAS"], path: "Benchmarks/serve-bench"),
         .executableTarget(name: "make-checkpoint", path: "Benchmarks/make-checkpoint"),
+        // Raw-socket HTTP client for the framing tests and the fuzz run (no HTTP library: it
+        // sends what no well-behaved client would).
+        .target(name: "HTTPProbe"),
+        .executableTarget(name: "http-fuzz", dependencies: ["HTTPProbe", "MoE"], path: "Benchmarks/http-fuzz"),
         .executableTarget(name: "quant-bench", dependencies: ["Compression", "MoE", "CBLAS", "CKernels"], path: "Benchmarks/quant-bench"),
         .testTarget(name: "RoutingTests", dependencies: ["Routing"]),
         .testTarget(name: "MoETests", dependencies: ["MoE", "Routing"]),
         .testTarget(name: "ExpertStoreTests", dependencies: ["ExpertStore", "MoE", "CLMDB"]),
         .testTarget(name: "ChatTemplatesTests", dependencies: ["ChatTemplates"]),
-        .testTarget(name: "MoEServerTests", dependencies: ["MoEServer", "Compression", "ExpertStore", "MoE", "Routing"]),
+        .testTarget(name: "MoEServerTests", dependencies: ["MoEServer", "Compression", "ExpertStore", "MoE", "Routing", "HTTPProbe"]),
         .testTarget(name: "CompressionTests", dependencies: ["Compression", "MoE", "Routing", "ExpertStore", "CKernels"]),
     ]
 )

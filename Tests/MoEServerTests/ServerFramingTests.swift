@@ -1,3 +1,4 @@
+import HTTPProbe
 import Foundation
 import MoEServer
 import XCTest

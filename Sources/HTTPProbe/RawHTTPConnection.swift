@@ -5,16 +5,19 @@ import Glibc
 import Darwin
 #endif
 
+/// Shared by the server's framing tests and the HTTP fuzz benchmark.
+///
 /// A plain TCP connection to a loopback port (POSIX sockets), for sending bytes no HTTP client
 /// would send: broken chunk sizes, bodies shorter than their Content-Length, garbage heads.
-final class RawHTTPConnection {
+public final class RawHTTPConnection {
     private let socket: Int32
 
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        public init(description: String) { self.description = description }
     }
 
-    init(port: Int) throws {
+    public init(port: Int) throws {
         #if canImport(Glibc)
         socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #else
@@ -38,7 +41,7 @@ final class RawHTTPConnection {
 
     /// Sends everything (blocking); false when the server has closed or reset the connection.
     @discardableResult
-    func send(_ bytes: [UInt8]) -> Bool {
+    public func send(_ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
             let sent = bytes[offset...].withUnsafeBytes { Int(sendBytes(socket, $0.baseAddress, $0.count)) }
@@ -49,14 +52,14 @@ final class RawHTTPConnection {
     }
 
     @discardableResult
-    func send(_ text: String) -> Bool { send(Array(text.utf8)) }
+    public func send(_ text: String) -> Bool { send(Array(text.utf8)) }
 
     /// Closes the sending side: the server reads end of input.
-    func shutdownWrite() { _ = shutdown(socket, Int32(SHUT_WR)) }
+    public func shutdownWrite() { _ = shutdown(socket, Int32(SHUT_WR)) }
 
     /// What arrives within `timeout` seconds, and whether the server closed (or reset) the
     /// connection in that time.
-    func read(timeout: Double) -> (data: Data, closed: Bool) {
+    public func read(timeout: Double) -> (data: Data, closed: Bool) {
         var data = Data()
         let deadline = Date().addingTimeInterval(timeout)
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -74,7 +77,7 @@ final class RawHTTPConnection {
     }
 
     /// Reads until the first response is complete (by its Content-Length), or `timeout`.
-    func readResponse(timeout: Double) -> RawHTTPResponse? {
+    public func readResponse(timeout: Double) -> RawHTTPResponse? {
         var data = Data()
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
@@ -94,14 +97,14 @@ private func sendBytes(_ socket: Int32, _ pointer: UnsafeRawPointer?, _ count: I
 #endif
 
 /// The first HTTP response in some bytes: status, headers (lower-cased names) and body.
-struct RawHTTPResponse {
-    var status: Int
-    var headers: [String: String]
-    var body: Data
+public struct RawHTTPResponse {
+    public var status: Int
+    public var headers: [String: String]
+    public var body: Data
     /// Whether the body has all the bytes its Content-Length announces.
-    var complete: Bool
+    public var complete: Bool
 
-    init?(_ data: Data) {
+    public init?(_ data: Data) {
         guard let end = data.range(of: Data("\r\n\r\n".utf8)) else { return nil }
         let head = String(decoding: data[..<end.lowerBound], as: UTF8.self).components(separatedBy: "\r\n")
         let statusLine = head[0].split(separator: " ")
@@ -120,7 +123,7 @@ struct RawHTTPResponse {
     }
 
     /// The OpenAI-style error's `code`, if the body is one.
-    var errorCode: String? {
+    public var errorCode: String? {
         ((try? JSONSerialization.jsonObject(with: body)) as? [String: Any]).flatMap { ($0["error"] as? [String: Any])?["code"] as? String }
     }
 }
