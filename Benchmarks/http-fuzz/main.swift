@@ -238,7 +238,7 @@ for index in 0..<options.cases {
     if let connection = try? RawHTTPConnection(port: server.port) {
         connection.send(request.bytes)
         if request.shutdown { connection.shutdownWrite() }
-        if let response = connection.readResponse(timeout: 5) {
+        if let response = connection.readResponse(timeout: 30) {
             switch response.status {
             case 200..<300: tally.success += 1; total.success += 1
             case 400..<500: tally.clientError += 1; total.clientError += 1

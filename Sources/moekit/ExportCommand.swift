@@ -10,12 +10,14 @@ enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
     case hf
     /// One GGUF v3 file for llama.cpp and Ollama.
     case gguf
+    /// A checkpoint folder in mlx-lm's quantized layout (stacked experts, affine codes kept).
+    case mlx
 }
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Write a store, or one of its plans, as a Hugging Face checkpoint folder or a GGUF file for llama.cpp.",
+        abstract: "Write a store, or one of its plans, as a Hugging Face checkpoint folder, a GGUF file for llama.cpp, or an MLX folder.",
         discussion: """
         With --plan, the kept experts are renumbered, the router is sliced to their rows and the expert \
         count is updated; merged experts are written once per member. Plans with novices, or whose \
@@ -28,6 +30,10 @@ struct ExportCommand: ParsableCommand {
         BF16 import, rounded to nearest-even, never wider), because transformers has no loader for \
         MoEKit's group-affine codes (GPTQ, AWQ and compressed-tensors hold integer zero points); \
         --format gguf keeps the codes.
+        --format mlx writes a folder mlx-lm loads quantized: each layer's experts stacked per projection \
+        (switch_mlp), MoEKit's group-affine codes kept as MLX's affine layout (uint32 words, f16 scales \
+        and biases; a stack's narrower or coarser experts re-encoded exactly), and config.json's \
+        quantization (and quantization_config) with the main format and one entry per module that differs.
         --format gguf writes one file (--out FILE.gguf) that llama.cpp loads unmodified: stored \
         BF16/F16/F32 weights as they are, 2-4-bit codes exactly as Q4_1, 8-bit codes requantized to \
         Q8_0; the summary lists every choice and whether it is exact.
@@ -35,7 +41,7 @@ struct ExportCommand: ParsableCommand {
 
     @Option(name: .long, help: "The expert store to export.") var store: String
     @Option(name: .long, help: "Export this plan instead of the full model.") var plan: String?
-    @Option(name: .long, help: "hf: a Hugging Face checkpoint folder; gguf: one GGUF file for llama.cpp.") var format: ExportFormat = .hf
+    @Option(name: .long, help: "hf: a Hugging Face checkpoint folder; gguf: one GGUF file for llama.cpp; mlx: a folder for mlx-lm, codes kept.") var format: ExportFormat = .hf
     @Option(name: .long, help: "The folder to write (hf; it must not exist yet or be empty), or the file (gguf, --plan-json).") var out: String
     @Option(name: .long, help: "hf: the largest shard, as transformers takes it (500MB, 5GB, 2GiB or a byte count).") var maxShardSize: String = "5GB"
     @Flag(help: "With --plan: write the plan document itself as JSON to --out (a file) instead of a checkpoint.") var planJSON = false
@@ -66,10 +72,19 @@ struct ExportCommand: ParsableCommand {
             let summary = try GGUFExporter(store: opened).export(plan: plan.map { try PlanLoader.plan(named: $0, in: opened) }, to: target)
             try Output.print(summary, json: json, text: (["\(out): GGUF v3, \(summary.architecture), plan '\(summary.plan)', \(summary.expertsPerLayer) experts per layer, \(summary.tensors) tensors, \(summary.fileBytes.formatted()) bytes"]
                 + summary.choiceLines.map { "  " + $0 } + summary.notes.map { "  note: " + $0 }).joined(separator: "\n"))
-        case .hf:
+        case .hf, .mlx:
             let shardBytes = try ShardSize(maxShardSize).bytes
-            let summary = try plan.map { try PlanExporter(store: opened, maxShardBytes: shardBytes).export(plan: PlanLoader.plan(named: $0, in: opened), to: target) }
-                ?? StoreExporter(store: opened, maxShardBytes: shardBytes).export(to: target)
+            let summary: ExportSummary
+            if format == .mlx {
+                // The full model is a plan too: every expert as imported, stacked.
+                let description = try opened.modelDescription()
+                let chosen = try plan.map { try PlanLoader.plan(named: $0, in: opened) }
+                    ?? CompressionPlan.full(description: description, fingerprint: opened.fingerprint() ?? "", expertBytes: 0)
+                summary = try MLXExporter(store: opened, maxShardBytes: shardBytes).export(plan: chosen, to: target)
+            } else {
+                summary = try plan.map { try PlanExporter(store: opened, maxShardBytes: shardBytes).export(plan: PlanLoader.plan(named: $0, in: opened), to: target) }
+                    ?? StoreExporter(store: opened, maxShardBytes: shardBytes).export(to: target)
+            }
             try Output.print(summary, json: json, text: (["\(out): wrote \(summary.files.joined(separator: ", ")) (\(summary.tensors) tensors, \(summary.tensorBytes.formatted()) bytes)"]
                 + summary.notes.map { "  note: " + $0 }).joined(separator: "\n"))
         }

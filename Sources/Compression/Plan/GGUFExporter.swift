@@ -186,8 +186,8 @@ public struct GGUFExporter {
     }
 }
 
-/// One layer's expert records, held while the writer writes that layer's three fused tensors.
-private final class LayerRecords {
+/// One layer's expert records, held while the writer writes that layer's three stacked tensors (GGUF and MLX exports).
+final class LayerRecords {
     let store: ExpertStore
     private var held: (layer: Int, records: [ExpertKey: ExpertRecord])?
 

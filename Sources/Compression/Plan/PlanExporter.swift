@@ -46,41 +46,18 @@ public struct PlanExporter {
         }
         try fm.createDirectory(at: directory, withIntermediateDirectories: true)
 
-        let dense = try StoreTensorProvider(store: store)
-        let quantizedDense = Set(plan.denseQuantization?.tensors ?? [])
-        let variants = try StoreVariantProvider(store: store, precision: .float32)   // derived 16-bit experts widened, as they are rebuilt in f32
-        let names = description.names
         var writer = ShardedSafetensorsWriter(maxShardBytes: maxShardBytes)
         var rounded = 0
-        var routerRows = [String: [Int]]()
-        for l in description.moeLayerIndices {
-            let survivors = plan.layers[l]!.expertMap.survivingExperts
-            routerRows[names.router(l)] = survivors
-            routerRows[names.correctionBias(l)] = survivors
-        }
-        for name in dense.names {
-            let layout = try dense.layout(name)
-            if let rows = routerRows[name] {
-                // Slice router rows (a 2-D weight) or bias entries (1-D) to the surviving experts.
-                let rowBytes = layout.byteCount / layout.shape[0]
-                writer.add(name, dtype: layout.dtype, shape: [rows.count] + layout.shape.dropFirst()) { emit in
-                    try dense.withVerifiedBytes(name) { raw, _ in
-                        for r in rows { try emit(UnsafeRawBufferPointer(rebasing: raw[(r * rowBytes)..<((r + 1) * rowBytes)])) }
-                    }
-                }
-            } else if quantizedDense.contains(name), let quantization = plan.denseQuantization {
-                // A tensor the plan quantized: its dequantized values in the stored dtype.
-                let dtype = Self.exportDType(layout.dtype)
-                writer.add(name, dtype: dtype, shape: layout.shape) { [store] emit in
-                    let values = try Self.quantizedDense(name, variant: quantization.variant, store: store).dequantized().values
-                    try FloatEncoding.bytes(values, as: dtype).withUnsafeBytes { try emit($0) }
-                }
-                rounded += 1
-            } else {
-                writer.add(name, dtype: layout.dtype, shape: layout.shape) { emit in
-                    try dense.withVerifiedBytes(name) { bytes, _ in try emit(bytes) }
-                }
+        let names = description.names
+        let variants = try StoreVariantProvider(store: store, precision: .float32)   // derived 16-bit experts widened, as they are rebuilt in f32
+        try Self.addDenseTensors(to: &writer, plan: plan, description: description, store: store) { writer, name, layout, quantization in
+            // A tensor the plan quantized: its dequantized values in the stored dtype.
+            let dtype = Self.exportDType(layout.dtype)
+            writer.add(name, dtype: dtype, shape: layout.shape) { [store] emit in
+                let values = try Self.quantizedDense(name, variant: quantization.variant, store: store).dequantized().values
+                try FloatEncoding.bytes(values, as: dtype).withUnsafeBytes { try emit($0) }
             }
+            rounded += 1
         }
         // The last expert rebuilt is remembered for its other two projections: a shard writes
         // its tensors in name order, which keeps an expert's three projections together.
@@ -131,6 +108,41 @@ public struct PlanExporter {
         files += try writer.write(to: directory)
         return ExportSummary(files: files.sorted(), tensors: writer.tensorCount, tensorBytes: writer.totalBytes,
                              notes: rounded > 0 ? [Self.dequantizedNote] : [])
+    }
+
+    /// Adds every dense tensor as stored, routers (and DeepSeek's correction bias) sliced to
+    /// the kept experts' rows; the tensors the plan quantized go through `quantized`, which
+    /// writes them in its format's way. Shared by the safetensors and MLX exports.
+    static func addDenseTensors(to writer: inout ShardedSafetensorsWriter, plan: CompressionPlan, description: ModelDescription,
+                                store: ExpertStore,
+                                quantized: (inout ShardedSafetensorsWriter, String, TensorLayout, DenseQuantization) throws -> Void) throws {
+        let dense = try StoreTensorProvider(store: store)
+        let quantizedDense = Set(plan.denseQuantization?.tensors ?? [])
+        let names = description.names
+        var routerRows = [String: [Int]]()
+        for l in description.moeLayerIndices {
+            let survivors = plan.layers[l]!.expertMap.survivingExperts
+            routerRows[names.router(l)] = survivors
+            routerRows[names.correctionBias(l)] = survivors
+        }
+        for name in dense.names {
+            let layout = try dense.layout(name)
+            if let rows = routerRows[name] {
+                // Slice router rows (a 2-D weight) or bias entries (1-D) to the surviving experts.
+                let rowBytes = layout.byteCount / layout.shape[0]
+                writer.add(name, dtype: layout.dtype, shape: [rows.count] + layout.shape.dropFirst()) { emit in
+                    try dense.withVerifiedBytes(name) { raw, _ in
+                        for r in rows { try emit(UnsafeRawBufferPointer(rebasing: raw[(r * rowBytes)..<((r + 1) * rowBytes)])) }
+                    }
+                }
+            } else if quantizedDense.contains(name), let quantization = plan.denseQuantization {
+                try quantized(&writer, name, layout, quantization)
+            } else {
+                writer.add(name, dtype: layout.dtype, shape: layout.shape) { emit in
+                    try dense.withVerifiedBytes(name) { bytes, _ in try emit(bytes) }
+                }
+            }
+        }
     }
 
     /// The dtype rebuilt weights are written in: the imported one when it is a float type

@@ -189,6 +189,7 @@ enum RecordCodec {
         case .i8: return 8
         case .u8: return 9
         case .bool: return 10
+        case .u32: return 11
         }
     }
 

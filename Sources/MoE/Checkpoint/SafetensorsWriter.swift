@@ -45,9 +45,10 @@ public struct SafetensorsWriter {
         case .f16: return 4
         case .bf16: return 5
         case .i32: return 6
-        case .f32: return 7
-        case .f64: return 8
-        case .i64: return 9
+        case .u32: return 7
+        case .f32: return 8
+        case .f64: return 9
+        case .i64: return 10
         }
     }
 
