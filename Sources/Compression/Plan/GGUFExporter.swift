@@ -38,6 +38,10 @@ public struct GGUFExporter {
             notes.append("llama.cpp's \(architecture.name) graph \(architecture.renormalizesTopK ? "renormalises" : "does not renormalise") the top-\(moe.topK) routing weights but this model \(moe.router.normalizeTopK ? "does" : "does not"); its outputs will differ from MoEKit's")
         }
 
+        if let count = description.predictionLayers?.count, count > 0 {
+            notes.append(GGUFExporter.predictionLayerNote(count))
+        }
+
         var writer = GGUFWriter()
         try writer.set("general.architecture", .string(architecture.name))
         try writer.set("general.name", .string(plan.name))
@@ -69,6 +73,12 @@ public struct GGUFExporter {
                                  choices: choices, notes: notes)
     }
 
+    /// llama.cpp runs no multi-token-prediction block (it only loads one for speculative
+    /// decoding), and one kept whole would not fit the plan's single expert_count.
+    static func predictionLayerNote(_ count: Int) -> String {
+        "the \(count) multi-token-prediction layer\(count == 1 ? " is" : "s are") left out (block_count is num_hidden_layers, no nextn_predict_layers): llama.cpp runs every block it is given, and the layer's experts are not in the plan"
+    }
+
     // MARK: Dense tensors
 
     private func addDenseTensors(to writer: inout GGUFWriter, description: ModelDescription, plan: CompressionPlan,
@@ -79,6 +89,7 @@ public struct GGUFExporter {
         for l in description.moeLayerIndices {
             let survivors = plan.layers[l]!.expertMap.survivingExperts
             routerRows[names.router(l)] = survivors
+            routerRows[names.correctionBias(l)] = survivors
         }
         let quantization = plan.denseQuantization
         let quantized = Set(quantization?.tensors ?? [])
