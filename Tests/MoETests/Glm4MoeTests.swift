@@ -50,7 +50,7 @@ final class Glm4MoeTests: XCTestCase {
         XCTAssertEqual(moe.router, RouterConfig(expertCount: 8, topK: 2, scoring: .sigmoid, normalizeTopK: true,
                                                 normalizationEpsilon: 1e-20, scalingFactor: 2.5, groupCount: 2,
                                                 topGroupCount: 1, usesCorrectionBias: true))
-        XCTAssertEqual(moe.sharedExpert, SharedExpertDescription(intermediateSize: 16, gated: false))
+        XCTAssertEqual(moe.sharedExpert, SharedExpertDescription(intermediateSize: 32, gated: false))
         XCTAssertEqual(d.predictionLayers, [.moe(moe)])
     }
 
@@ -66,7 +66,7 @@ final class Glm4MoeTests: XCTestCase {
         XCTAssertEqual(d.rope.dimensions, 8)
         XCTAssertEqual(d.attention.qkNorm, .none)
         XCTAssertEqual(d.moeLayerIndices, [1, 2])
-        XCTAssertEqual(d.layers[1].moe?.sharedExpert?.intermediateSize, 16)
+        XCTAssertEqual(d.layers[1].moe?.sharedExpert?.intermediateSize, 32)
         XCTAssertEqual(d.layers[1].moe?.router.groupCount, 1)
         XCTAssertEqual(d.predictionLayers, [])
     }

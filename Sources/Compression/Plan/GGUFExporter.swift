@@ -145,7 +145,9 @@ public struct GGUFExporter {
                         encoded = try dense.withVerifiedBytes(spec.name) { bytes, _ in Array(bytes) }
                     } else {
                         let m = try dense.matrix(spec.name)
-                        let values = rows.map { $0.flatMap { r in m.values[(r * m.columns)..<((r + 1) * m.columns)] } } ?? m.values
+                        // A router's rows, or a correction bias's entries (one per expert).
+                        let width = layout.shape.count == 1 ? 1 : m.columns
+                        let values = rows.map { $0.flatMap { r in m.values[(r * width)..<((r + 1) * width)] } } ?? m.values
                         encoded = GGMLBlockEncoder.encode(values, as: type)
                     }
                     try GGUFTensorEncoding.emit(encoded, rowOrder: rowOrder, rows: shape.count == 2 ? shape[0] : 1, emit)
