@@ -132,7 +132,7 @@ final class Glm4MoePlanTests: PlanFixtureCase {
 
         var expected = ["token_embd.weight": [64, 256], "output_norm.weight": [64], "output.weight": [64, 256]]
         for l in 0..<3 {
-            for (name, dims) in [("attn_norm.weight", [64]), ("ffn_norm.weight", [64]), ("attn_q.weight", [64, 64]), ("attn_k.weight", [64, 32]),
+            for (name, dims) in [("attn_norm.weight", [64]), ("post_attention_norm.weight", [64]), ("attn_q.weight", [64, 64]), ("attn_k.weight", [64, 32]),
                                  ("attn_v.weight", [64, 32]), ("attn_output.weight", [64, 64]), ("attn_q.bias", [64]), ("attn_k.bias", [32]),
                                  ("attn_v.bias", [32]), ("attn_q_norm.weight", [16]), ("attn_k_norm.weight", [16])] {
                 expected["blk.\(l).\(name)"] = dims

@@ -103,6 +103,17 @@ struct GGUFArchitecture {
         return out.map { ("\(name).\($0.0)", $0.1) }
     }
 
+    /// llama.cpp's name for a dense (non-expert) checkpoint tensor in this architecture's graph.
+    /// glm4moe has no `ffn_norm`: gguf-py maps `post_attention_layernorm` to its
+    /// `post_attention_norm`, which that graph applies before the feed-forward.
+    func tensorName(_ checkpointName: String, names: TensorNames) -> String? {
+        let generic = Self.tensorName(checkpointName, names: names)
+        if name == "glm4moe", let generic, generic.hasSuffix(".ffn_norm.weight") {
+            return generic.replacingOccurrences(of: ".ffn_norm.weight", with: ".post_attention_norm.weight")
+        }
+        return generic
+    }
+
     /// llama.cpp's name for a dense (non-expert) checkpoint tensor, or nil when llama.cpp's
     /// graph for the family has no place for it.
     static func tensorName(_ checkpointName: String, names: TensorNames) -> String? {

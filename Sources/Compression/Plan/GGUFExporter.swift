@@ -95,7 +95,7 @@ public struct GGUFExporter {
         let quantized = Set(quantization?.tensors ?? [])
         let a = description.attention
         for spec in description.tensorInventory where spec.expert == nil && dense.contains(spec.name) {
-            guard let name = GGUFArchitecture.tensorName(spec.name, names: names) else {
+            guard let name = architecture.tensorName(spec.name, names: names) else {
                 throw GGUFExportError.unsupportedTensor(spec.name, architecture: architecture.name)
             }
             let layout = try dense.layout(spec.name)
