@@ -36,6 +36,8 @@ struct ModelSummary: Encodable {
     var architecture: String
     var layers: Int
     var moeLayers: [Int]
+    /// Multi-token-prediction layers after the decoder layers: stored and exported, not run.
+    var predictionLayers: Int
     var expertsPerLayer: Int
     var topK: Int
     var sharedExpert: Bool
@@ -55,6 +57,7 @@ struct ModelSummary: Encodable {
         architecture = d.family.rawValue
         layers = d.layerCount
         moeLayers = d.moeLayerIndices
+        predictionLayers = d.predictionLayers?.count ?? 0
         let firstMoE = d.moeLayerIndices.first.flatMap { d.moe(layer: $0) }
         expertsPerLayer = firstMoE?.expertCount ?? 0
         topK = firstMoE?.topK ?? 0
@@ -71,10 +74,14 @@ struct ModelSummary: Encodable {
         self.storedBytes = storedBytes
     }
 
+    private var predictionText: String {
+        predictionLayers == 0 ? "" : ", plus \(predictionLayers) multi-token-prediction layer\(predictionLayers == 1 ? "" : "s") (kept, not run)"
+    }
+
     var text: String {
         """
         architecture      \(architecture)
-        layers            \(layers) (MoE: \(moeLayers.count == layers ? "all" : moeLayers.map(String.init).joined(separator: ",")))
+        layers            \(layers) (MoE: \(moeLayers.count == layers ? "all" : moeLayers.map(String.init).joined(separator: ",")))\(predictionText)
         experts           \(expertsPerLayer) per MoE layer, top-\(topK)\(sharedExpert ? ", plus a shared expert" : "")
         hidden size       \(hiddenSize)
         vocabulary        \(vocabularySize)

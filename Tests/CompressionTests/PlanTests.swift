@@ -127,7 +127,7 @@ class PlanFixtureCase: XCTestCase {
     var directory: URL!
     var store: ExpertStore!
     var profile: RoutingProfile!
-    let sequences = (0..<4).map { s in (0..<24).map { (($0 + 3) * (s + 5) * 37) % 511 + 1 } }
+    var sequences = (0..<4).map { s in (0..<24).map { (($0 + 3) * (s + 5) * 37) % 511 + 1 } }
 
     /// Imports a fixture into a fresh store and profiles it.
     func open(_ fixture: String) throws {

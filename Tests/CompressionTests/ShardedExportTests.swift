@@ -154,7 +154,7 @@ final class ShardedExportTests: XCTestCase {
             return (String(decoding: out, as: UTF8.self), try XCTUnwrap(JSONSerialization.jsonObject(with: out) as? [String: Any]))
         }
         let expectedKeys = ["qwen2_moe": ["num_experts"], "qwen3_moe": ["num_experts", "num_local_experts"], "olmoe": ["num_experts"],
-                            "mixtral": ["num_local_experts"], "deepseek_v3": ["n_routed_experts"]]
+                            "mixtral": ["num_local_experts"], "deepseek_v3": ["n_routed_experts"], "glm4_moe": ["n_routed_experts"]]
         for (fixture, keys) in expectedKeys {
             let (text, json) = try rewritten(fixture, experts: 4)
             for key in keys { XCTAssertEqual(json[key] as? Int, 4, "\(fixture) \(key)") }
@@ -165,6 +165,12 @@ final class ShardedExportTests: XCTestCase {
             XCTAssertEqual(json["torch_dtype"] as? String, json["dtype"] as? String, fixture)
             XCTAssertTrue(json["rope_scaling"] is NSNull, fixture)
         }
+        // GLM: transformers 5 keeps partial_rotary_factor in rope_parameters; 4.x reads it at the top level.
+        let glm = try rewritten("glm4_moe", experts: 4)
+        XCTAssertEqual(glm.json["partial_rotary_factor"] as? Double, 0.5)
+        XCTAssertTrue(glm.text.contains("\"partial_rotary_factor\": 0.5"))
+        XCTAssertEqual((glm.json["rope_parameters"] as? [String: Any])?["partial_rotary_factor"] as? Double, 0.5)
+        XCTAssertEqual(glm.json["n_group"] as? Int, 2, "four experts still split into two groups of two")
         // DeepSeek-V3 with four experts no longer splits into n_group = 4 groups of two.
         let deepseek = try rewritten("deepseek_v3", experts: 4).json
         XCTAssertEqual(deepseek["n_group"] as? Int, 1)

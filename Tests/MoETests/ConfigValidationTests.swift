@@ -29,10 +29,10 @@ final class ConfigValidationTests: XCTestCase {
         ("max_position_embeddings", [0, -1]),
     ] }
 
-    static let families = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3"]
+    static let families = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3", "glm4_moe"]
     /// Each fixture's expert count key.
     static let expertKey = ["mixtral": "num_local_experts", "qwen2_moe": "num_experts", "qwen3_moe": "num_local_experts",
-                            "olmoe": "num_experts", "deepseek_v3": "n_routed_experts"]
+                            "olmoe": "num_experts", "deepseek_v3": "n_routed_experts", "glm4_moe": "n_routed_experts"]
 
     static var mutations: [Mutation] {
         var list = [Mutation]()
@@ -49,6 +49,32 @@ final class ConfigValidationTests: XCTestCase {
             list.append(Mutation(fixture: family, key: "partial_rotary_factor", value: 0))
             list.append(Mutation(fixture: family, key: "partial_rotary_factor", value: 1.5))
         }
+        // GLM-4.5: grouped-query attention rotating half of each 16-dimension head (the factor
+        // inside rope_parameters, as transformers 5 saves it); DeepSeek's router on 2 groups of
+        // 4 experts, keeping 1 group; one multi-token-prediction layer.
+        list += [0, -2, 3, 8].map { Mutation(fixture: "glm4_moe", key: "num_key_value_heads", value: $0) }
+        list += [0, -16].map { Mutation(fixture: "glm4_moe", key: "head_dim", value: $0) }
+        list += [
+            // 15 × 0.5 rotates 7 dimensions: RoPE needs pairs.
+            Mutation(fixture: "glm4_moe", key: "head_dim", value: 15, reported: "head_dim × rope_parameters.partial_rotary_factor"),
+            Mutation(fixture: "glm4_moe", key: "rope_parameters.partial_rotary_factor", value: 0),
+            Mutation(fixture: "glm4_moe", key: "rope_parameters.partial_rotary_factor", value: 1.5),
+            Mutation(fixture: "glm4_moe", key: "partial_rotary_factor", value: -0.5),
+            Mutation(fixture: "glm4_moe", key: "n_group", value: 0),
+            Mutation(fixture: "glm4_moe", key: "n_group", value: 3),
+            Mutation(fixture: "glm4_moe", key: "n_group", value: 16),
+            Mutation(fixture: "glm4_moe", key: "topk_group", value: 0),
+            Mutation(fixture: "glm4_moe", key: "topk_group", value: 3),
+            // topk_group 1 of 2 groups of 4: only 4 experts are reachable.
+            Mutation(fixture: "glm4_moe", key: "num_experts_per_tok", value: 5),
+            Mutation(fixture: "glm4_moe", key: "routed_scaling_factor", value: 0),
+            Mutation(fixture: "glm4_moe", key: "n_shared_experts", value: -1),
+            Mutation(fixture: "glm4_moe", key: "first_k_dense_replace", value: 3),
+            Mutation(fixture: "glm4_moe", key: "first_k_dense_replace", value: -1),
+            Mutation(fixture: "glm4_moe", key: "moe_intermediate_size", value: 0),
+            Mutation(fixture: "glm4_moe", key: "intermediate_size", value: -64),
+            Mutation(fixture: "glm4_moe", key: "num_nextn_predict_layers", value: -1),
+        ]
         // Without head_dim, hidden_size // num_attention_heads must be at least one.
         list.append(Mutation(fixture: "olmoe", key: "num_attention_heads", value: 128))
         list += [
@@ -181,6 +207,10 @@ final class ConfigValidationTests: XCTestCase {
             Mutation(fixture: "deepseek_v3", key: "topk_group", value: 4),
             Mutation(fixture: "deepseek_v3", key: "n_group", value: 2),
             Mutation(fixture: "deepseek_v3", key: "first_k_dense_replace", value: 0),
+            Mutation(fixture: "glm4_moe", key: "topk_group", value: 2),
+            Mutation(fixture: "glm4_moe", key: "n_group", value: 1),
+            Mutation(fixture: "glm4_moe", key: "num_nextn_predict_layers", value: 0),
+            Mutation(fixture: "glm4_moe", key: "partial_rotary_factor", value: 1),
         ]
         for (index, mutation) in accepted.enumerated() {
             let folder = try Self.mutatedCheckpoint(mutation, in: root, index: index)

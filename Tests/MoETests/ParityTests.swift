@@ -52,7 +52,8 @@ final class InventoryTests: XCTestCase {
         for family in Fixtures.families {
             let checkpoint = try CheckpointDirectory(url: Fixtures.url(family))
             let description = try Architectures.describe(configData: try checkpoint.configData())
-            let inventory = description.tensorInventory
+            // GLM's checkpoint also holds its multi-token-prediction layer.
+            let inventory = description.tensorInventory + description.predictionLayerInventory
             XCTAssertEqual(Set(inventory.map(\.name)), Set(checkpoint.tensorNames), family)
             for spec in inventory { XCTAssertEqual(try checkpoint.shape(spec.name), spec.shape, "\(family) \(spec.name)") }
         }

@@ -24,6 +24,15 @@ from transformers import AutoModelForCausalLM
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def exported_tensor_names(folder):
+    from safetensors import safe_open
+    names = []
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(path), "pt") as f:
+            names += list(f.keys())
+    return names
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", required=True)
@@ -51,7 +60,13 @@ def main():
             diff = (ours - theirs).abs().max().item()
             agree = (ours.argmax(-1) == theirs.argmax(-1)).float().mean().item()
             experts = config.get("num_experts", config.get("num_local_experts", config.get("n_routed_experts")))
-            print(f"{plan}: {experts} experts per layer, max |Δlogit| = {diff:.2e}, argmax agreement {agree:.0%}")
+            # Multi-token-prediction layers (GLM-4.5's num_nextn_predict_layers) are exported
+            # whole; transformers builds no module for them and leaves them unloaded.
+            main_layers = config["num_hidden_layers"]
+            extra = sorted({int(k.split(".")[2]) for k in exported_tensor_names(out)
+                            if k.startswith("model.layers.") and int(k.split(".")[2]) >= main_layers})
+            note = f" (multi-token-prediction layer {', '.join(map(str, extra))} in the export, not run by transformers)" if extra else ""
+            print(f"{plan}: {experts} experts per layer, max |Δlogit| = {diff:.2e}, argmax agreement {agree:.0%}{note}")
             failed |= diff > args.tolerance
     sys.exit(1 if failed else 0)
 

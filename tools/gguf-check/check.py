@@ -65,6 +65,7 @@ LAYER_NAMES = {
     "mlp.gate.weight": "ffn_gate_inp.weight",
     "block_sparse_moe.gate.weight": "ffn_gate_inp.weight",
     "mlp.shared_expert_gate.weight": "ffn_gate_inp_shexp.weight",
+    "mlp.gate.e_score_correction_bias": "exp_probs_b.bias",
 }
 PROJECTIONS = {"gate_proj": "gate", "up_proj": "up", "down_proj": "down", "w1": "gate", "w3": "up", "w2": "down"}
 
@@ -84,7 +85,7 @@ def gguf_name(hf):
     m = re.fullmatch(r"(?:mlp|block_sparse_moe)\.experts\.(\d+)\.(\w+)\.weight", rest)
     if m and m.group(2) in PROJECTIONS:
         return f"blk.{layer}.ffn_{PROJECTIONS[m.group(2)]}_exps.weight", int(m.group(1))
-    m = re.fullmatch(r"mlp\.shared_expert\.(\w+)\.weight", rest)
+    m = re.fullmatch(r"mlp\.shared_experts?\.(\w+)\.weight", rest)
     if m and m.group(1) in PROJECTIONS:
         return f"blk.{layer}.ffn_{PROJECTIONS[m.group(1)]}_shexp.weight", None
     m = re.fullmatch(r"mlp\.(\w+)\.weight", rest)
@@ -112,9 +113,15 @@ def compare(args):
         with open(args.summary) as f:
             exact_claims = {c["tensor"]: c for c in json.load(f)["choices"]}
     gguf_tensors = {t.name: t for t in reader.tensors}
+    blocks = int(field(reader, f"{arch}.block_count"))
     grouped = {}
     for name, values in hf.items():
+        m = re.fullmatch(r"model\.layers\.(\d+)\..+", name)
+        if m and int(m.group(1)) >= blocks:
+            continue  # a multi-token-prediction layer (glm4_moe): in the HF export, left out of the GGUF
         target, expert = gguf_name(name)
+        if arch == "glm4moe" and target and target.endswith(".ffn_norm.weight"):
+            target = target.replace(".ffn_norm.weight", ".post_attention_norm.weight")  # glm4moe's name for it
         if target is None or target not in gguf_tensors:
             raise SystemExit(f"{args.gguf}: no tensor for {name} (expected {target})")
         if arch == "llama" and target.endswith(("attn_q.weight", "attn_k.weight")):

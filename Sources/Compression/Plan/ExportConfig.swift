@@ -22,6 +22,7 @@ enum ExportConfig {
         "olmoe": ["num_experts"],
         "mixtral": ["num_local_experts"],
         "deepseek_v3": ["n_routed_experts"],
+        "glm4_moe": ["n_routed_experts"],
     ]
 
     static func rewrite(_ data: Data, expertCount: Int) throws -> Data {
@@ -43,16 +44,21 @@ enum ExportConfig {
         return Data(document.text.utf8)
     }
 
-    /// `rope_theta`/`rope_scaling` from `rope_parameters`, or the reverse.
+    /// `rope_theta`/`rope_scaling` from `rope_parameters`, or the reverse. transformers 5 also
+    /// moves `partial_rotary_factor` (GLM-4.5) into `rope_parameters`; older readers look for
+    /// it at the top level, so it is copied there and left out of `rope_scaling`.
     static func addRopeSpellings(_ document: inout JSONText) throws {
         if let parameters = document.rawValue("rope_parameters"), parameters.hasPrefix("{") {
             let entries = try JSONText(Data(parameters.utf8), file: "config.json rope_parameters").entries
             if document.rawValue("rope_theta") == nil, let theta = entries.first(where: { $0.key == "rope_theta" }) {
                 document.set("rope_theta", raw: theta.raw)
             }
+            if document.rawValue("partial_rotary_factor") == nil, let fraction = entries.first(where: { $0.key == "partial_rotary_factor" }) {
+                document.set("partial_rotary_factor", raw: fraction.raw)
+            }
             if document.rawValue("rope_scaling") == nil {
                 let type = entries.first { $0.key == "rope_type" }?.raw ?? "\"default\""
-                let others = entries.filter { $0.key != "rope_theta" && $0.key != "rope_type" && $0.key != "type" }
+                let others = entries.filter { !["rope_theta", "rope_type", "type", "partial_rotary_factor"].contains($0.key) }
                 if type == "\"default\"" && others.isEmpty {
                     document.set("rope_scaling", raw: "null")
                 } else {

@@ -24,7 +24,38 @@ struct GGUFArchitecture {
             // llama.cpp's deepseek2 splits kv_b_proj into per-head k_b and v_b tensors and
             // needs the MLA and group-routing keys; not written yet.
             throw .unsupportedFamily(description.family.rawValue, reason: "GGUF export of DeepSeek-V3 (llama.cpp's deepseek2: split kv_b into k_b/v_b, MLA keys) is not implemented")
+        case .glm4Moe:
+            // llama.cpp's glm4moe reads renormalisation from expert_weights_norm, so it always matches.
+            let normalizes = description.moeLayerIndices.first.flatMap { description.layers[$0].moe }?.router.normalizeTopK ?? true
+            return GGUFArchitecture(name: "glm4moe", permutesQueryKey: false, renormalizesTopK: normalizes)
         }
+    }
+
+    /// llama.cpp's `LLAMA_EXPERT_GATING_FUNC_TYPE_SIGMOID` (gguf-py `ExpertGatingFuncType`).
+    static let sigmoidGating: UInt32 = 2
+
+    /// The keys of DeepSeek's router that llama.cpp's glm4moe reads (gguf-py `Keys.LLM`):
+    /// sigmoid gating, renormalisation and scale, shared experts, leading dense layers and,
+    /// when the router is group-limited and the plan's count still splits into groups of two
+    /// or more (as the Hugging Face export's config keeps it), the groups. No
+    /// `nextn_predict_layers`: the multi-token-prediction layer is not written, so every
+    /// block is run.
+    func groupLimitedRouterParameters(_ d: ModelDescription, expertCount: Int) -> [(String, GGUFValue)] {
+        guard let moe = d.moeLayerIndices.first.flatMap({ d.layers[$0].moe }) else { return [] }
+        let router = moe.router
+        var out: [(String, GGUFValue)] = [
+            ("leading_dense_block_count", .uint32(UInt32(d.layers.prefix { $0.moe == nil }.count))),
+            ("expert_shared_count", .uint32(UInt32((moe.sharedExpert?.intermediateSize ?? 0) / moe.expertIntermediateSize))),
+            ("expert_gating_func", .uint32(Self.sigmoidGating)),
+            ("expert_weights_scale", .float32(router.scalingFactor)),
+            ("expert_weights_norm", .bool(router.normalizeTopK)),
+        ]
+        if router.groupCount > 1, router.topGroupCount < router.groupCount,
+           expertCount % router.groupCount == 0, expertCount / router.groupCount >= 2 {
+            out.append(("expert_group_count", .uint32(UInt32(router.groupCount))))
+            out.append(("expert_group_used_count", .uint32(UInt32(router.topGroupCount))))
+        }
+        return out
     }
 
     /// The hyper-parameter metadata, under `name.`: what llama.cpp's loader reads for the family.
@@ -56,6 +87,7 @@ struct GGUFArchitecture {
             }
         }
         if let clip = a.clipQKV { out.append(("attention.clamp_kqv", .float32(clip))) }
+        if d.family == .glm4Moe { out += groupLimitedRouterParameters(d, expertCount: expertCount) }
         switch d.rope.kind {
         case "linear":
             out.append(("rope.scaling.type", .string("linear")))
@@ -69,6 +101,17 @@ struct GGUFArchitecture {
         default: break
         }
         return out.map { ("\(name).\($0.0)", $0.1) }
+    }
+
+    /// llama.cpp's name for a dense (non-expert) checkpoint tensor in this architecture's graph.
+    /// glm4moe has no `ffn_norm`: gguf-py maps `post_attention_layernorm` to its
+    /// `post_attention_norm`, which that graph applies before the feed-forward.
+    func tensorName(_ checkpointName: String, names: TensorNames) -> String? {
+        let generic = Self.tensorName(checkpointName, names: names)
+        if name == "glm4moe", let generic, generic.hasSuffix(".ffn_norm.weight") {
+            return generic.replacingOccurrences(of: ".ffn_norm.weight", with: ".post_attention_norm.weight")
+        }
+        return generic
     }
 
     /// llama.cpp's name for a dense (non-expert) checkpoint tensor, or nil when llama.cpp's
@@ -85,6 +128,7 @@ struct GGUFArchitecture {
         let rest = parts[3]
         let block = "blk.\(l)."
         if rest == String(names.router(l).dropFirst(names.layer(l).count)) { return block + "ffn_gate_inp.weight" }
+        if rest == String(names.correctionBias(l).dropFirst(names.layer(l).count)) { return block + "exp_probs_b.bias" }
         if let gate = names.sharedExpertGateName(l), checkpointName == gate { return block + "ffn_gate_inp_shexp.weight" }
         for p in Projection.allCases {
             if let shared = names.sharedExpert(l, p), checkpointName == shared { return block + "ffn_\(p.rawValue)_shexp.weight" }

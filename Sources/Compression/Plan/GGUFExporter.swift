@@ -38,6 +38,10 @@ public struct GGUFExporter {
             notes.append("llama.cpp's \(architecture.name) graph \(architecture.renormalizesTopK ? "renormalises" : "does not renormalise") the top-\(moe.topK) routing weights but this model \(moe.router.normalizeTopK ? "does" : "does not"); its outputs will differ from MoEKit's")
         }
 
+        if let count = description.predictionLayers?.count, count > 0 {
+            notes.append(GGUFExporter.predictionLayerNote(count))
+        }
+
         var writer = GGUFWriter()
         try writer.set("general.architecture", .string(architecture.name))
         try writer.set("general.name", .string(plan.name))
@@ -69,6 +73,12 @@ public struct GGUFExporter {
                                  choices: choices, notes: notes)
     }
 
+    /// llama.cpp runs no multi-token-prediction block (it only loads one for speculative
+    /// decoding), and one kept whole would not fit the plan's single expert_count.
+    static func predictionLayerNote(_ count: Int) -> String {
+        "the \(count) multi-token-prediction layer\(count == 1 ? " is" : "s are") left out (block_count is num_hidden_layers, no nextn_predict_layers): llama.cpp runs every block it is given, and the layer's experts are not in the plan"
+    }
+
     // MARK: Dense tensors
 
     private func addDenseTensors(to writer: inout GGUFWriter, description: ModelDescription, plan: CompressionPlan,
@@ -79,12 +89,13 @@ public struct GGUFExporter {
         for l in description.moeLayerIndices {
             let survivors = plan.layers[l]!.expertMap.survivingExperts
             routerRows[names.router(l)] = survivors
+            routerRows[names.correctionBias(l)] = survivors
         }
         let quantization = plan.denseQuantization
         let quantized = Set(quantization?.tensors ?? [])
         let a = description.attention
         for spec in description.tensorInventory where spec.expert == nil && dense.contains(spec.name) {
-            guard let name = GGUFArchitecture.tensorName(spec.name, names: names) else {
+            guard let name = architecture.tensorName(spec.name, names: names) else {
                 throw GGUFExportError.unsupportedTensor(spec.name, architecture: architecture.name)
             }
             let layout = try dense.layout(spec.name)
@@ -134,7 +145,9 @@ public struct GGUFExporter {
                         encoded = try dense.withVerifiedBytes(spec.name) { bytes, _ in Array(bytes) }
                     } else {
                         let m = try dense.matrix(spec.name)
-                        let values = rows.map { $0.flatMap { r in m.values[(r * m.columns)..<((r + 1) * m.columns)] } } ?? m.values
+                        // A router's rows, or a correction bias's entries (one per expert).
+                        let width = layout.shape.count == 1 ? 1 : m.columns
+                        let values = rows.map { $0.flatMap { r in m.values[(r * width)..<((r + 1) * width)] } } ?? m.values
                         encoded = GGMLBlockEncoder.encode(values, as: type)
                     }
                     try GGUFTensorEncoding.emit(encoded, rowOrder: rowOrder, rows: shape.count == 2 ? shape[0] : 1, emit)

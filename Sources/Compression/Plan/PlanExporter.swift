@@ -106,8 +106,8 @@ public struct PlanExporter {
             files.append(name)
         }
         files += try writer.write(to: directory)
-        return ExportSummary(files: files.sorted(), tensors: writer.tensorCount, tensorBytes: writer.totalBytes,
-                             notes: rounded > 0 ? [Self.dequantizedNote] : [])
+        let notes = (rounded > 0 ? [Self.dequantizedNote] : []) + [Self.predictionLayerNote(description, keptExperts: kept, in: dense)].compactMap { $0 }
+        return ExportSummary(files: files.sorted(), tensors: writer.tensorCount, tensorBytes: writer.totalBytes, notes: notes)
     }
 
     /// Adds every dense tensor as stored, routers (and DeepSeek's correction bias) sliced to
@@ -170,11 +170,43 @@ public struct PlanExporter {
                 throw PlanError.invalid(plan: plan.name, reason: "layer \(l) has novices: each adds a constant gated by its pruned expert's router row, which no checkpoint format computes (a shared-expert bias would add it to every token, ungated); export a plan without --novices")
             }
             counts.insert(layer.expertMap.survivingExperts.count)
+            try checkGroups(of: layer.expertMap.survivingExperts, layer: l, description: description, plan: plan.name)
         }
         guard counts.count <= 1 else {
             throw PlanError.invalid(plan: plan.name, reason: "layers keep different numbers of experts (\(counts.sorted().map(String.init).joined(separator: ", "))); Hugging Face configs and llama.cpp hold one count, so build the plan with --budget uniform")
         }
         return counts.first ?? 0
+    }
+
+    /// A group-limited router (DeepSeek-V3, GLM-4.5: the best `topk_group` of `n_group`
+    /// equal groups, ranked by their two best scores) survives renumbering only when every
+    /// group keeps the same number of experts, two or more: the kept experts, in order, then
+    /// fall into contiguous groups that are the original ones, and each group's score is the
+    /// same sum MoEKit computes with the pruned experts masked. Anything else would route
+    /// differently from MoEKit once exported, so it is refused with the counts.
+    static func checkGroups(of survivors: [Int], layer l: Int, description: ModelDescription, plan: String) throws {
+        guard let router = description.layers[l].moe?.router, router.groupCount > 1, router.topGroupCount < router.groupCount else { return }
+        let size = router.expertCount / router.groupCount
+        let perGroup = (0..<router.groupCount).map { g in survivors.filter { $0 / size == g }.count }
+        guard Set(perGroup).count == 1, perGroup[0] >= 2 else {
+            throw PlanError.invalid(plan: plan, reason: "layer \(l) keeps \(perGroup.map(String.init).joined(separator: ", ")) experts in its \(router.groupCount) router groups (n_group, choosing topk_group \(router.topGroupCount)); a checkpoint's groups are equal and contiguous, and each needs two experts for its score, so the export would route differently from the plan: build it with --budget uniform, which keeps the groups equal")
+        }
+    }
+
+    /// The summary's word on the multi-token-prediction layers: written whole, as imported.
+    /// Plans are built from routing profiles, and the forward pass never routes through these
+    /// layers, so no plan has an entry for them and no criterion could score their experts;
+    /// keeping every expert loses nothing. transformers never loads them; a loader that runs
+    /// them (vLLM's speculative decoding) sees the original expert count there.
+    static func predictionLayerNote(_ description: ModelDescription, keptExperts: Int, in dense: StoreTensorProvider) -> String? {
+        guard let layers = description.predictionLayers, !layers.isEmpty,
+              dense.contains(description.names.predictionProjection(description.layerCount)) else { return nil }
+        let first = description.layerCount
+        let indices = (first..<(first + layers.count)).map(String.init).joined(separator: ", ")
+        let original = layers.first?.moe?.expertCount
+        let count = original.map { "all \($0) experts" } ?? "all tensors"
+        let differs = original.map { $0 != keptExperts } ?? false
+        return "multi-token-prediction layer \(indices) written whole (\(count), as imported): plans have no entry for it, the forward pass never routes through it" + (differs ? "; config.json's expert count (\(keptExperts)) is the decoder layers'" : "")
     }
 
     /// f32 weights of a merged or quantized slot.

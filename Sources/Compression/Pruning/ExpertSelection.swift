@@ -18,9 +18,15 @@ public enum ExpertSelection {
     ///   - keepFraction: fraction of experts kept (per layer, or over the model for `.global`).
     ///   - minimumPerLayer: never keep fewer than this in a layer (top-k).
     ///   - protected: experts kept whatever their score (super experts).
+    ///   - groups: for layers whose router picks among equal groups of experts (DeepSeek-V3's
+    ///     and GLM-4.5's `n_group` with `topk_group` < `n_group`), the number of groups.
+    ///     A uniform budget keeps the same number in every group (the layer's target rounded
+    ///     up to a multiple of the group count, the best of each group by score), so the
+    ///     pruned layer is still groups of equal size that a checkpoint can describe. Global
+    ///     budgets do not balance groups; their exports are refused when groups differ.
     /// - Returns: the kept experts of every MoE layer, sorted.
     public static func keep(scores: [[Double]], keepFraction: Double, budget: PruningBudget,
-                            minimumPerLayer: Int, protected: Set<LayerExpert> = []) -> [Int: [Int]] {
+                            minimumPerLayer: Int, protected: Set<LayerExpert> = [], groups: [Int: Int] = [:]) -> [Int: [Int]] {
         precondition(keepFraction > 0 && keepFraction <= 1, "keep fraction must be in (0, 1]")
         var kept = [Int: Set<Int>]()
         let moeLayers = scores.indices.filter { !scores[$0].isEmpty }
@@ -30,7 +36,13 @@ public enum ExpertSelection {
         case .uniform:
             for l in moeLayers {
                 let target = max(minimumPerLayer, Int((Double(scores[l].count) * keepFraction).rounded()))
-                for e in ranked(l) where kept[l]!.count < target { kept[l]!.insert(e) }
+                if let g = groups[l], g > 1, scores[l].count % g == 0 {
+                    let size = scores[l].count / g
+                    let quota = min(size, (target + g - 1) / g)
+                    for e in ranked(l) where kept[l]!.filter({ $0 / size == e / size }).count < quota { kept[l]!.insert(e) }
+                } else {
+                    for e in ranked(l) where kept[l]!.count < target { kept[l]!.insert(e) }
+                }
             }
         case .global:
             for l in moeLayers {

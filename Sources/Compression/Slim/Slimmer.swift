@@ -64,7 +64,8 @@ public struct Slimmer {
             let scores = criteria.map { $0.map(criterion.value) }
             guard options.budget == .search else {
                 return try ExpertSelection.keep(scores: scores, keepFraction: options.keepFraction, budget: options.budget,
-                                                minimumPerLayer: try minimumTopK(options), protected: protected)
+                                                minimumPerLayer: try minimumTopK(options), protected: protected,
+                                                groups: Self.limitingGroups(description))
             }
             let search = try BudgetSearch(store: store, calibration: calibration, precision: options.replayPrecision)
                 .search(scores: scores, keepFraction: options.keepFraction, minimumPerLayer: try minimumTopK(options),
@@ -234,6 +235,17 @@ public struct Slimmer {
     }
 
     // MARK: Merging
+
+    /// Layer → group count, for the layers whose router picks its top-k among the best
+    /// `topk_group` of `n_group` equal groups.
+    static func limitingGroups(_ description: ModelDescription) -> [Int: Int] {
+        var groups = [Int: Int]()
+        for l in description.moeLayerIndices {
+            let router = description.layers[l].moe!.router
+            if router.groupCount > 1, router.topGroupCount < router.groupCount { groups[l] = router.groupCount }
+        }
+        return groups
+    }
 
     /// Groups of experts to merge (each group's first member is its anchor), covering the layer.
     func mergeGroups(layer l: Int, profile: RoutingProfile, method: SlimOptions.MergeMethod, keepFraction: Double,

@@ -29,6 +29,7 @@ struct ImportPlan {
                 expertBytes += shape.reduce(1, *) * dtype.byteSize
             }
         }
+        try Self.checkPredictionLayers(checkpoint: checkpoint, description: description)
         denseNames = checkpoint.tensorNames.filter { !expertNames.contains($0) }
         for name in denseNames {
             let shape = try checkpoint.shape(name)
@@ -39,5 +40,25 @@ struct ImportPlan {
         }
         expertCount = description.moeLayerIndices.reduce(0) { $0 + description.layers[$1].moe!.expertCount }
         self.expertBytes = expertBytes
+    }
+
+    /// Multi-token-prediction layers are all there or not at all: transformers' own
+    /// `save_pretrained` drops them (its model has no place for them) while config.json keeps
+    /// `num_nextn_predict_layers`, and such a checkpoint runs the same. When any of their
+    /// tensors is present, every one must be, with its shape, so that an export carries
+    /// them whole. They import as dense records like every tensor outside the inventory.
+    static func checkPredictionLayers(checkpoint: CheckpointDirectory, description: ModelDescription) throws {
+        let specs = description.predictionLayerInventory
+        guard specs.contains(where: { checkpoint.contains($0.name) }) else { return }
+        for spec in specs {
+            guard checkpoint.contains(spec.name) else {
+                throw StoreError.checkpointMismatch(checkpoint: checkpoint.location, reason: "tensor '\(spec.name)' of the multi-token-prediction layer (num_nextn_predict_layers) is missing while others of that layer are present")
+            }
+            let shape = try checkpoint.shape(spec.name)
+            guard shape == spec.shape else {
+                throw StoreError.checkpointMismatch(checkpoint: checkpoint.location,
+                                                    reason: "tensor '\(spec.name)' of the multi-token-prediction layer has shape \(shape), config.json implies \(spec.shape)")
+            }
+        }
     }
 }

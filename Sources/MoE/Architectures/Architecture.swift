@@ -16,6 +16,7 @@ public enum Architectures {
         case .qwen3Moe: return try Qwen3MoE.describe(config, file: file)
         case .olmoe: return try OLMoE.describe(config, file: file)
         case .deepseekV3: return try DeepseekV3.describe(config, file: file)
+        case .glm4Moe: return try Glm4Moe.describe(config, file: file)
         }
     }
 }
@@ -78,9 +79,10 @@ struct CommonConfig {
     }
 
     /// RoPE over `dimensions` per head (read from `dimensionsKey`), from `rope_parameters`
-    /// or `rope_theta`/`rope_scaling`.
+    /// or `rope_theta`/`rope_scaling`. Only the first `partial_rotary_factor` of the
+    /// dimensions rotate (the family's default when the file has no factor).
     func rope(dimensions: Int, dimensionsKey: String = "head_dim", interleaved: Bool = false,
-              defaultTheta: Double = 10_000) throws -> RoPEDescription {
+              defaultTheta: Double = 10_000, defaultRotaryFraction: Double = 1) throws -> RoPEDescription {
         let p = config.rope
         let kind = p.kind
         guard ["default", "linear", "yarn"].contains(kind) else {
@@ -88,11 +90,15 @@ struct CommonConfig {
         }
         let theta = try config.real(p.ropeTheta, config.ropeThetaKey, kind == "yarn" ? .aboveOne : .positive, file: file) ?? defaultTheta
         try config.checkRopeScaling(p, file: file)
-        let fraction = try config.real(config.partialRotaryFactor, "partial_rotary_factor", .fraction, file: file) ?? 1
+        // Top level in older files, inside rope_parameters in transformers 5's; the top level wins.
+        let fractionKey = config.partialRotaryFactor == nil && p.partialRotaryFactor != nil
+            ? "\(config.ropeKeyPrefix).partial_rotary_factor" : "partial_rotary_factor"
+        let given = try config.real(config.partialRotaryFactor ?? p.partialRotaryFactor, fractionKey, .fraction, file: file)
+        let fraction = given ?? defaultRotaryFraction
         // RoPE rotates pairs of dimensions: an odd or empty count has no meaning.
         let rotated = Int(Double(dimensions) * fraction)
         guard rotated >= 2, rotated % 2 == 0 else {
-            let key = config.partialRotaryFactor == nil ? dimensionsKey : "\(dimensionsKey) × partial_rotary_factor"
+            let key = fraction == 1 ? dimensionsKey : "\(dimensionsKey) × \(fractionKey)"
             throw config.outOfRange(key, rotated, "an even number ≥ 2 (RoPE rotates pairs of dimensions)", file: file)
         }
         return RoPEDescription(
@@ -124,7 +130,8 @@ struct CommonConfig {
     }
 
     func description(family: ArchitectureFamily, attention: AttentionDescription, rope: RoPEDescription,
-                     layers: [FeedForwardDescription], names: TensorNames, tiedByDefault: Bool) throws -> ModelDescription {
+                     layers: [FeedForwardDescription], names: TensorNames, tiedByDefault: Bool,
+                     predictionLayers: [FeedForwardDescription]? = nil) throws -> ModelDescription {
         ModelDescription(
             family: family, vocabularySize: try vocabularySize, hiddenSize: try hiddenSize,
             rmsNormEpsilon: Float(try config.real(config.rmsNormEps, "rms_norm_eps", .positiveFloat, file: file) ?? 1e-6),
@@ -132,7 +139,7 @@ struct CommonConfig {
             maxPositionEmbeddings: try config.optionalInteger(config.maxPositionEmbeddings, "max_position_embeddings",
                                                               in: 1...ConfigLimits.positions, file: file) ?? 4096,
             attention: attention, rope: rope, layers: layers, names: names,
-            bosTokenID: config.bosTokenId, eosTokenIDs: config.eosTokenId?.ids ?? [])
+            bosTokenID: config.bosTokenId, eosTokenIDs: config.eosTokenId?.ids ?? [], predictionLayers: predictionLayers)
     }
 
     func rejectSlidingWindow() throws {

@@ -33,38 +33,8 @@ enum DeepseekV3 {
         if let scoring = config.scoringFunc, scoring != "sigmoid" {
             throw CheckpointError.malformedConfig(file: file, reason: "scoring_func '\(scoring)' is not supported for deepseek_v3 (expected sigmoid)")
         }
-        let experts = try common.expertCount
-        let topK = try common.topK
-        // Experts split evenly into n_group groups; the router keeps the best topk_group of
-        // them and must still find top-k experts inside those.
-        let groups = config.nGroup ?? 1
-        guard groups >= 1, groups <= experts, experts % groups == 0 else {
-            let divisors = (1...experts).filter { experts % $0 == 0 }.map(String.init).joined(separator: ", ")
-            throw config.outOfRange("n_group", groups, "a divisor of \(config.expertCountKey) \(experts): \(divisors)", file: file)
-        }
-        let keptGroups = try config.optionalInteger(config.topkGroup, "topk_group", in: 1...groups, file: file) ?? 1
-        let reachable = keptGroups * (experts / groups)
-        guard topK <= reachable else {
-            throw config.outOfRange("num_experts_per_tok", topK, "1...\(reachable) (topk_group \(keptGroups) of n_group \(groups) groups of \(experts / groups) experts)", file: file)
-        }
-        let router = RouterConfig(
-            expertCount: experts, topK: topK, scoring: .sigmoid,
-            normalizeTopK: config.normTopkProb ?? true, normalizationEpsilon: 1e-20,
-            scalingFactor: Float(try config.real(config.routedScalingFactor, "routed_scaling_factor", .positive, file: file) ?? 1),
-            groupCount: groups, topGroupCount: keptGroups, usesCorrectionBias: true)
-        let expertWidth = try common.width(config.moeIntermediateSize, "moe_intermediate_size")
-        let sharedCount = try config.optionalInteger(config.nSharedExperts, "n_shared_experts", in: 0...ConfigLimits.experts, file: file) ?? 0
-        let moe = MoEDescription(
-            router: router, expertIntermediateSize: expertWidth,
-            sharedExpert: sharedCount > 0 ? SharedExpertDescription(intermediateSize: expertWidth * sharedCount, gated: false) : nil)
-        let layerCount = try common.layerCount
-        // first_k_dense_replace == num_hidden_layers leaves no MoE layer, which MoEKit has no use for.
-        let firstSparse = try config.optionalInteger(config.firstKDenseReplace, "first_k_dense_replace",
-                                                     in: 0...(layerCount - 1), file: file) ?? 0
-        let dense = config.intermediateSize
-        let layers: [FeedForwardDescription] = try (0..<layerCount).map { l in
-            l >= firstSparse ? .moe(moe) : .dense(intermediateSize: try common.width(dense, "intermediate_size"))
-        }
+        let defaults = GroupLimitedMoEDefaults(sharedExperts: 0, firstSparseLayer: 0)
+        let layers = try common.leadingDenseLayers(moe: try common.groupLimitedMoE(defaults), defaults)
         return try common.description(
             family: .deepseekV3, attention: attention, rope: rope, layers: layers,
             names: TensorNames(sharedExpertModule: "shared_experts"), tiedByDefault: false)

@@ -50,6 +50,10 @@ public struct HFConfig: Decodable, Sendable {
     public var scoringFunc: String?
     public var topkMethod: String?
     public var ropeInterleave: Bool?
+    /// GLM-4.5: RMSNorm on each query and key head (`use_qk_norm`).
+    public var useQkNorm: Bool?
+    /// Multi-token-prediction layers stored after the decoder layers (GLM-4.5, DeepSeek-V3).
+    public var numNextnPredictLayers: Int?
 
     public var bosTokenId: Int?
     public var eosTokenId: TokenIDList?
@@ -71,7 +75,8 @@ public struct HFConfig: Decodable, Sendable {
         case qkRopeHeadDim = "qk_rope_head_dim", vHeadDim = "v_head_dim", nSharedExperts = "n_shared_experts"
         case firstKDenseReplace = "first_k_dense_replace", routedScalingFactor = "routed_scaling_factor"
         case nGroup = "n_group", topkGroup = "topk_group", scoringFunc = "scoring_func", topkMethod = "topk_method"
-        case ropeInterleave = "rope_interleave", bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
+        case ropeInterleave = "rope_interleave", useQkNorm = "use_qk_norm", numNextnPredictLayers = "num_nextn_predict_layers"
+        case bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
     }
 
     /// Decodes `config.json`, naming the file in any error.
@@ -118,12 +123,14 @@ public struct RopeParameters: Codable, Sendable, Equatable {
     public var mscaleAllDim: Double?
     public var attentionFactor: Double?
     public var truncate: Bool?
+    /// transformers 5 saves `partial_rotary_factor` here; older files have it at the top level.
+    public var partialRotaryFactor: Double?
 
     enum CodingKeys: String, CodingKey {
         case ropeTheta = "rope_theta", ropeType = "rope_type", type, factor
         case originalMaxPositionEmbeddings = "original_max_position_embeddings"
         case betaFast = "beta_fast", betaSlow = "beta_slow", mscale, mscaleAllDim = "mscale_all_dim"
-        case attentionFactor = "attention_factor", truncate
+        case attentionFactor = "attention_factor", truncate, partialRotaryFactor = "partial_rotary_factor"
     }
 
     public init() {}

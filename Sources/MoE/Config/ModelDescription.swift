@@ -7,6 +7,7 @@ public enum ArchitectureFamily: String, Codable, Sendable, CaseIterable {
     case qwen3Moe = "qwen3_moe"
     case olmoe
     case deepseekV3 = "deepseek_v3"
+    case glm4Moe = "glm4_moe"
 }
 
 /// One normalised description of a model, whatever family it comes from. The forward
@@ -25,6 +26,12 @@ public struct ModelDescription: Codable, Sendable, Equatable {
     public var names: TensorNames
     public var bosTokenID: Int?
     public var eosTokenIDs: [Int]
+    /// The feed-forward of each multi-token-prediction ("nextn") layer that follows the decoder
+    /// layers in the checkpoint (`model.layers.{layerCount + i}`, GLM-4.5's
+    /// `num_nextn_predict_layers`). They are imported and exported with the model but never
+    /// run: the forward pass reads `layers` only. Optional so that stores written before
+    /// the field existed still decode.
+    public var predictionLayers: [FeedForwardDescription]?
 
     public var layerCount: Int { layers.count }
 
@@ -34,7 +41,7 @@ public struct ModelDescription: Codable, Sendable, Equatable {
     /// The MoE description of layer `index`, if it is an MoE layer.
     public func moe(layer index: Int) -> MoEDescription? { layers[index].moe }
 
-    public init(family: ArchitectureFamily, vocabularySize: Int, hiddenSize: Int, rmsNormEpsilon: Float, tieWordEmbeddings: Bool, maxPositionEmbeddings: Int, attention: AttentionDescription, rope: RoPEDescription, layers: [FeedForwardDescription], names: TensorNames, bosTokenID: Int? = nil, eosTokenIDs: [Int] = []) {
+    public init(family: ArchitectureFamily, vocabularySize: Int, hiddenSize: Int, rmsNormEpsilon: Float, tieWordEmbeddings: Bool, maxPositionEmbeddings: Int, attention: AttentionDescription, rope: RoPEDescription, layers: [FeedForwardDescription], names: TensorNames, bosTokenID: Int? = nil, eosTokenIDs: [Int] = [], predictionLayers: [FeedForwardDescription]? = nil) {
         self.family = family
         self.vocabularySize = vocabularySize
         self.hiddenSize = hiddenSize
@@ -47,6 +54,7 @@ public struct ModelDescription: Codable, Sendable, Equatable {
         self.names = names
         self.bosTokenID = bosTokenID
         self.eosTokenIDs = eosTokenIDs
+        self.predictionLayers = predictionLayers
     }
 }
 

@@ -61,6 +61,14 @@ public struct TensorNames: Codable, Sendable, Equatable {
         sharedExpertGate.map { layer(l) + moeModule + "." + $0 + ".weight" }
     }
 
+    /// What only a multi-token-prediction layer has (DeepSeek-V3's and GLM-4.5's `nextn`
+    /// layers): the projection of [norm(embedding); norm(hidden)] back to the hidden size,
+    /// its two norms, and the norm before the (shared) output head.
+    public func predictionProjection(_ l: Int) -> String { layer(l) + "eh_proj.weight" }
+    public func predictionEmbeddingNorm(_ l: Int) -> String { layer(l) + "enorm.weight" }
+    public func predictionHiddenNorm(_ l: Int) -> String { layer(l) + "hnorm.weight" }
+    public func predictionHeadNorm(_ l: Int) -> String { layer(l) + "shared_head.norm.weight" }
+
     /// A dense (non-MoE) layer's feed-forward projection.
     public func denseMLP(_ l: Int, _ projection: Projection) -> String {
         layer(l) + "mlp." + projection.rawValue + "_proj.weight"
