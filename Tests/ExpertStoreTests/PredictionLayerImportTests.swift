@@ -18,8 +18,8 @@ final class PredictionLayerImportTests: StoreTestCase {
         let original = try CheckpointDirectory(url: source)
         var writer = SafetensorsWriter()
         for name in original.tensorNames where !drop(name) {
-            let info = try original.info(name)
-            writer.add(name, dtype: info.dtype, shape: info.shape, bytes: Array(try original.file(for: name).rawBytes(name)))
+            let info = try original.layout(name)
+            writer.add(name, dtype: info.dtype, shape: info.shape, bytes: try original.tensorBytes(name).withUnsafeBytes { Array($0) })
         }
         try writer.write(to: folder.appendingPathComponent("model.safetensors"))
         return folder

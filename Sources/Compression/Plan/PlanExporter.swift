@@ -106,6 +106,7 @@ public struct PlanExporter {
             files.append(name)
         }
         files += try writer.write(to: directory)
+        let dense = try StoreTensorProvider(store: store)
         let notes = (rounded > 0 ? [Self.dequantizedNote] : []) + [Self.predictionLayerNote(description, keptExperts: kept, in: dense)].compactMap { $0 }
         return ExportSummary(files: files.sorted(), tensors: writer.tensorCount, tensorBytes: writer.totalBytes, notes: notes)
     }
