@@ -24,6 +24,10 @@ struct GGUFArchitecture {
             // llama.cpp's deepseek2 splits kv_b_proj into per-head k_b and v_b tensors and
             // needs the MLA and group-routing keys; not written yet.
             throw .unsupportedFamily(description.family.rawValue, reason: "GGUF export of DeepSeek-V3 (llama.cpp's deepseek2: split kv_b into k_b/v_b, MLA keys) is not implemented")
+        case .gptOss:
+            // llama.cpp's gpt-oss graph reads fused expert tensors with their biases
+            // (ffn_gate_up_exps, *_exps.bias), attention sinks and the sliding-window schedule.
+            throw .unsupportedFamily(description.family.rawValue, reason: "GGUF export of gpt-oss (llama.cpp's gpt-oss: fused expert tensors with biases, attention sinks, sliding-window layers) is not implemented")
         }
     }
 

@@ -46,6 +46,8 @@ extension ModelDescription {
                     specs.append(TensorSpec(name: n.attention(l, "k_proj.bias"), shape: [kv]))
                     specs.append(TensorSpec(name: n.attention(l, "v_proj.bias"), shape: [kv]))
                 }
+                if a.outputBias { specs.append(TensorSpec(name: n.attention(l, "o_proj.bias"), shape: [h])) }
+                if a.sinks { specs.append(TensorSpec(name: n.attention(l, "sinks"), shape: [a.headCount])) }
                 switch a.qkNorm {
                 case .none: break
                 case .perHead:
@@ -63,6 +65,7 @@ extension ModelDescription {
                 specs.append(TensorSpec(name: n.denseMLP(l, .down), shape: [h, width]))
             case let .moe(moe):
                 specs.append(TensorSpec(name: n.router(l), shape: [moe.expertCount, h]))
+                if moe.routerBias { specs.append(TensorSpec(name: n.routerBias(l), shape: [moe.expertCount])) }
                 if moe.router.usesCorrectionBias {
                     specs.append(TensorSpec(name: n.correctionBias(l), shape: [moe.expertCount]))
                 }
@@ -83,6 +86,12 @@ extension ModelDescription {
             for e in 0..<moe.expertCount {
                 for p in Projection.allCases {
                     specs.append(TensorSpec(name: n.expert(l, e, p), shape: p == .down ? [h, f] : [f, h], expert: (l, e, p)))
+                }
+                // Biases belong to their expert: they are stored, pruned and exported with it.
+                if moe.expertFunction.hasBias {
+                    for p in Projection.allCases {
+                        specs.append(TensorSpec(name: n.expertBias(l, e, p), shape: [p == .down ? h : f], expert: (l, e, p)))
+                    }
                 }
             }
         }
