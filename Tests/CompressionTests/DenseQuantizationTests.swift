@@ -39,13 +39,14 @@ final class DenseQuantizationTests: PlanFixtureCase {
             let quantized = Set(plan.denseQuantization!.tensors)
             var expected = 0
             for name in checkpoint.tensorNames where !name.contains(".experts.") {
-                let info = try checkpoint.info(name)
+                let info = try checkpoint.layout(name)
+                let elementCount = info.shape.reduce(1, *)
                 if quantized.contains(name) {
-                    expected += info.elementCount * bits / 8 + info.elementCount / 32 * 4
+                    expected += elementCount * bits / 8 + elementCount / 32 * 4
                 } else if info.dtype == .bf16 && info.shape.count == 2 && !name.hasSuffix(".mlp.gate.weight") && !name.hasSuffix("shared_expert_gate.weight") {
-                    expected += info.elementCount * 2
+                    expected += elementCount * 2
                 } else {
-                    expected += info.elementCount * 4
+                    expected += elementCount * 4
                 }
             }
             let (model, _) = try PlanLoader.model(plan: plan, store: store)
@@ -72,7 +73,7 @@ final class DenseQuantizationTests: PlanFixtureCase {
             let quantization = try XCTUnwrap(plan.denseQuantization)
             XCTAssertFalse(quantization.tensors.isEmpty)
             for name in quantization.tensors {
-                XCTAssertEqual(try exported.info(name).dtype, .bf16, name)
+                XCTAssertEqual(try exported.layout(name).dtype, .bf16, name)
                 let raw = try exported.file(for: name).rawBytes(name)
                 let written = (0..<(raw.count / 2)).map { UInt16(raw[2 * $0]) | UInt16(raw[2 * $0 + 1]) << 8 }
                 let values = try PlanExporter.quantizedDense(name, variant: quantization.variant, store: store).dequantized().values

@@ -97,9 +97,9 @@ final class ShardedExportTests: XCTestCase {
         let shards = try CheckpointDirectory(url: sharded)
         XCTAssertEqual(shards.tensorNames, single.tensors.keys.sorted())
         for name in shards.tensorNames {
-            XCTAssertEqual(try shards.info(name).dtype, try single.info(name).dtype, name)
-            XCTAssertEqual(try shards.info(name).shape, try single.info(name).shape, name)
-            XCTAssertEqual(Array(try shards.file(for: name).rawBytes(name)), Array(try single.rawBytes(name)), name)
+            XCTAssertEqual(try shards.layout(name).dtype, try single.info(name).dtype, name)
+            XCTAssertEqual(try shards.layout(name).shape, try single.info(name).shape, name)
+            XCTAssertEqual(try shards.tensorBytes(name).withUnsafeBytes { Array($0) }, Array(try single.rawBytes(name)), name)
         }
 
         // Quantized experts and dense tensors: BF16, and each value the plan's dequantized f32

@@ -18,10 +18,10 @@ final class StoreExportTests: StoreTestCase {
             XCTAssertEqual(copy.tensorNames, source.tensorNames, family)
             XCTAssertEqual(summary.tensors, source.tensorNames.count, family)
             for name in source.tensorNames {
-                let (a, b) = (try source.info(name), try copy.info(name))
+                let (a, b) = (try source.layout(name), try copy.layout(name))
                 XCTAssertEqual(a.dtype, b.dtype, "\(family) \(name)")
                 XCTAssertEqual(a.shape, b.shape, "\(family) \(name)")
-                XCTAssertEqual(Array(try source.file(for: name).rawBytes(name)), Array(try copy.file(for: name).rawBytes(name)), "\(family) \(name)")
+                XCTAssertEqual(try source.tensorBytes(name).withUnsafeBytes { Array($0) }, try copy.tensorBytes(name).withUnsafeBytes { Array($0) }, "\(family) \(name)")
             }
             for file in ["config.json", "generation_config.json"] {
                 XCTAssertEqual(try Data(contentsOf: exported.appendingPathComponent(file)),

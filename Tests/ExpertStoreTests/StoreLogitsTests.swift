@@ -57,10 +57,11 @@ final class StoreLogitsTests: StoreTestCase {
         let checkpoint = try CheckpointDirectory(url: StoreFixtures.defaultModel)
         var stored = 0, widened = 0
         for name in checkpoint.tensorNames where !name.contains(".experts.") {
-            let info = try checkpoint.info(name)
+            let info = try checkpoint.layout(name)
+            let elementCount = info.shape.reduce(1, *)
             let keepsFormat = info.dtype == .bf16 && info.shape.count == 2 && !name.hasSuffix(".mlp.gate.weight")
-            stored += info.elementCount * (keepsFormat ? 2 : 4)
-            widened += info.elementCount * 4
+            stored += elementCount * (keepsFormat ? 2 : 4)
+            widened += elementCount * 4
         }
         XCTAssertLessThan(Double(stored), 0.6 * Double(widened), "most dense bytes are BF16 weights")
         XCTAssertEqual(try MoEModel(directory: StoreFixtures.defaultModel).denseByteCount, stored)
@@ -185,5 +186,30 @@ final class ResultBox: @unchecked Sendable {
         lock.lock()
         values[i] = value
         lock.unlock()
+    }
+}
+
+/// A checkpoint with fused 3-D expert tensors imports into the same per-expert records as the
+/// per-expert checkpoint of the same weights, and runs from the store bit for bit as from itself.
+final class FusedExpertImportTests: StoreTestCase {
+    func testFusedCheckpointImportsIntoPerExpertRecords() throws {
+        for family in ["mixtral", "qwen3_moe"] {
+            let fused = StoreFixtures.url("fused/\(family)")
+            let fusedStore = try ExpertStore(url: try importedStore(fused))
+            let plainStore = try ExpertStore(url: try importedStore(StoreFixtures.url(family)))
+            let description = try fusedStore.modelDescription()
+            XCTAssertEqual(description, try plainStore.modelDescription(), family)
+            for l in description.moeLayerIndices {
+                for e in 0..<description.layers[l].moe!.expertCount {
+                    let key = ExpertKey(layer: l, expert: e)
+                    let (a, b) = (try fusedStore.expertRecord(key), try plainStore.expertRecord(key))
+                    XCTAssertNotNil(a, "\(family) \(key)")
+                    XCTAssertTrue(a == b, "\(family) \(key): records differ")
+                }
+            }
+            let ids = try StoreFixtures.referenceIDs(family)
+            let expected = try MoEModel(directory: fused).logits(ids)
+            XCTAssertTrue(try fusedStore.loadModel().logits(ids).values == expected.values, family)
+        }
     }
 }

@@ -10,7 +10,9 @@ import MoE
 public enum ModelFingerprint {
     public static func compute(checkpoint: CheckpointDirectory, config: Data) throws -> String {
         var manifest = "config.json \(config.count) \(hex(config.withUnsafeBytes { CRC32C.checksum($0) }))\n"
-        for name in checkpoint.tensorNames {
+        // Stored tensors, not derived ones: the identity is what the files hold, and deriving
+        // (dequantizing) every tensor twice would double an import's work.
+        for name in checkpoint.storedTensorNames {
             let file = try checkpoint.file(for: name)
             let info = try file.info(name)
             let crc = CRC32C.checksum(try file.rawBytes(name))

@@ -19,14 +19,14 @@ struct ImportPlan {
             guard checkpoint.contains(spec.name) else {
                 throw StoreError.checkpointMismatch(checkpoint: checkpoint.location, reason: "tensor '\(spec.name)' that config.json implies is missing")
             }
-            let info = try checkpoint.info(spec.name)
-            guard info.shape == spec.shape else {
+            let (dtype, shape) = try checkpoint.layout(spec.name)
+            guard shape == spec.shape else {
                 throw StoreError.checkpointMismatch(checkpoint: checkpoint.location,
-                                                    reason: "tensor '\(spec.name)' has shape \(info.shape), config.json implies \(spec.shape)")
+                                                    reason: "tensor '\(spec.name)' has shape \(shape), config.json implies \(spec.shape)")
             }
             if spec.expert != nil {
                 expertNames.insert(spec.name)
-                expertBytes += info.byteRange.count
+                expertBytes += shape.reduce(1, *) * dtype.byteSize
             }
         }
         denseNames = checkpoint.tensorNames.filter { !expertNames.contains($0) }

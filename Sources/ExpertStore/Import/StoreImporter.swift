@@ -177,11 +177,14 @@ public struct StoreImporter {
     /// checkpoint's memory map into LMDB's reserved space. Returns the tensor bytes.
     private static func putRecord(_ txn: LMDBTransaction, database: MDB_dbi, key: [UInt8], kind: RecordKind,
                                   names: [String], checkpoint: CheckpointDirectory) throws -> Int {
-        let infos = try names.map { try checkpoint.info($0) }
-        let layouts = infos.map { TensorLayout(dtype: $0.dtype, shape: $0.shape) }
-        let sources = try names.map { try checkpoint.file(for: $0).rawBytes($0) }
-        try txn.reserve(database, key, count: RecordCodec.recordLength(for: layouts)) { target in
-            RecordCodec.encode(kind: kind, tensors: layouts, sources: sources, into: target)
+        let layouts = try names.map { name in
+            let (dtype, shape) = try checkpoint.layout(name)
+            return TensorLayout(dtype: dtype, shape: shape)
+        }
+        try names.map { try checkpoint.tensorBytes($0) }.withUnsafeBytesOfEach { sources in
+            try txn.reserve(database, key, count: RecordCodec.recordLength(for: layouts)) { target in
+                RecordCodec.encode(kind: kind, tensors: layouts, sources: sources, into: target)
+            }
         }
         return layouts.reduce(0) { $0 + $1.byteCount }
     }

@@ -14,6 +14,9 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     case malformedConfig(file: String, reason: String)
     case unknownModelType(file: String, modelType: String, supported: [String])
     case malformedIndex(file: String, reason: String)
+    /// A tensor whose shape or companions do not fit the layout it is stored in (a fused
+    /// expert tensor of the wrong shape, a quantized tensor without its scales, …).
+    case malformedTensor(file: String, tensor: String, reason: String)
 
     public var description: String {
         switch self {
@@ -43,6 +46,8 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
             return "\(file): unknown model_type '\(modelType)'; supported: \(supported.joined(separator: ", "))"
         case let .malformedIndex(file, reason):
             return "\(file): malformed shard index: \(reason)"
+        case let .malformedTensor(file, tensor, reason):
+            return "\(file): tensor '\(tensor)': \(reason)"
         }
     }
 }

@@ -119,59 +119,25 @@ public final class SafetensorsFile: Sendable {
         file.bytes(try info(name).byteRange)
     }
 
+    /// Bytes `range` of the file (file-relative, as `TensorInfo.byteRange`), from the map.
+    func mappedBytes(_ range: Range<Int>) -> UnsafeRawBufferPointer { file.bytes(range) }
+
     /// A 2-D BF16/F16 tensor copied out of the map as stored; nil for other dtypes or ranks.
     public func halfMatrix(_ name: String) throws -> HalfMatrix? {
         let info = try info(name)
-        let format: HalfMatrix.Format
-        switch info.dtype {
-        case .bf16: format = .bf16
-        case .f16: format = .f16
-        default: return nil
-        }
-        guard info.shape.count == 2 else { return nil }
-        return HalfMatrix(rows: info.shape[0], columns: info.shape[1], format: format, copying: file.bytes(info.byteRange))
+        return TensorDecoding.halfMatrix(file.bytes(info.byteRange), dtype: info.dtype, shape: info.shape)
     }
 
     /// The tensor widened to Float, flattened to `[shape[0], rest]` (a 1-D tensor becomes one row).
     public func matrix(_ name: String) throws -> Matrix {
         let info = try info(name)
-        let values = try floats(name)
-        let rows = info.shape.count <= 1 ? 1 : info.shape[0]
-        let columns = info.shape.count == 0 ? 1 : (info.shape.count == 1 ? info.shape[0] : info.shape.dropFirst().reduce(1, *))
-        return Matrix(rows: rows, columns: columns, values: values)
+        return try TensorDecoding.matrix(file.bytes(info.byteRange), dtype: info.dtype, shape: info.shape, file: fileName, tensor: name)
     }
 
     /// All elements widened to Float.
     public func floats(_ name: String) throws -> [Float] {
         let info = try info(name)
-        let bytes = file.bytes(info.byteRange)
-        let n = info.elementCount
-        switch info.dtype {
-        case .f32:
-            return [Float](unsafeUninitializedCapacity: n) { buffer, count in
-                if n > 0 { memcpy(buffer.baseAddress!, bytes.baseAddress!, n * 4) }
-                count = n
-            }
-        case .bf16, .f16:
-            let halves = [UInt16](unsafeUninitializedCapacity: n) { buffer, count in
-                if n > 0 { memcpy(buffer.baseAddress!, bytes.baseAddress!, n * 2) }
-                count = n
-            }
-            return [Float](unsafeUninitializedCapacity: n) { buffer, count in
-                halves.withUnsafeBufferPointer { src in
-                    if info.dtype == .bf16 {
-                        moe_bf16_to_f32(src.baseAddress, buffer.baseAddress, n)
-                    } else {
-                        moe_f16_to_f32(src.baseAddress, buffer.baseAddress, n)
-                    }
-                }
-                count = n
-            }
-        case .f64:
-            return (0..<n).map { Float(bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self)) }
-        default:
-            throw CheckpointError.unsupportedDType(file: fileName, tensor: name, dtype: info.dtype.rawValue, purpose: "floating-point weights")
-        }
+        return try TensorDecoding.floats(file.bytes(info.byteRange), dtype: info.dtype, count: info.elementCount, file: fileName, tensor: name)
     }
 
     /// Integer tensors (token ids in reference files).
