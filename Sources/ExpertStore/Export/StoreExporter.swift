@@ -53,7 +53,21 @@ public struct StoreExporter {
         }
         var tensorCount = dense.names.count
         for layer in description.moeLayerIndices {
-            for e in 0..<description.layers[layer].moe!.expertCount {
+            let moe = description.layers[layer].moe!
+            if description.family == .gptOss {
+                // gpt-oss's checkpoint layout: each layer's experts fused, as transformers loads them.
+                let layouts = try experts.layouts(ExpertKey(layer: layer, expert: 0))
+                tensorBytes += layouts.reduce(0) { $0 + $1.byteCount } * moe.expertCount
+                tensorCount += 4
+                GptOssFusedLayout.add(to: &writer, layer: layer, names: description.names, expertCount: moe.expertCount,
+                                      hidden: description.hiddenSize, width: moe.expertIntermediateSize, dtypes: layouts.map(\.dtype)) { [store] e in
+                    let key = ExpertKey(layer: layer, expert: e)
+                    guard let record = try store.expertRecord(key) else { throw StoreError.missingRecord(path: store.path, record: "expert record (\(key))") }
+                    return record.payloads
+                }
+                continue
+            }
+            for e in 0..<moe.expertCount {
                 let key = ExpertKey(layer: layer, expert: e)
                 let layouts = try experts.layouts(key)
                 // The projections, then their biases when the record has them (gpt-oss).
