@@ -151,6 +151,24 @@ final class GptOssTests: XCTestCase {
                             tensor: m + "down_proj", mentions: "I32")
     }
 
+    /// Weights in another format (MXFP4's blocks and scales, presented by another derivation):
+    /// the biases are still presented per expert from the fused bias tensors.
+    func testBiasesArePresentedWhateverFormatTheWeightsAreIn() throws {
+        let m = "model.layers.1.mlp.experts."
+        let folder = try alteredCheckpoint { tensors in
+            for name in tensors.keys where name.hasSuffix("experts.gate_up_proj") || name.hasSuffix("experts.down_proj") { tensors[name] = nil }
+        }
+        let checkpoint = try CheckpointDirectory(url: folder)
+        XCTAssertEqual(try checkpoint.shape(m + "3.up_proj.bias"), [16])
+        XCTAssertEqual(try checkpoint.shape(m + "3.down_proj.bias"), [32])
+        XCTAssertFalse(checkpoint.contains(m + "3.up_proj.weight"))
+        XCTAssertFalse(checkpoint.contains(m + "gate_up_proj_bias"))
+        try assertMalformed(try alteredCheckpoint { tensors in
+            for name in tensors.keys where name.hasSuffix("experts.gate_up_proj") || name.hasSuffix("experts.down_proj") { tensors[name] = nil }
+            tensors[m + "down_proj_bias"] = (.bf16, [3, 32])
+        }, tensor: m + "down_proj_bias", mentions: "[4, hidden]")
+    }
+
     func testLayerTypesThatDoNotFitAreRefused() throws {
         var config = try JSONSerialization.jsonObject(with: Data(contentsOf: fixture.appendingPathComponent("config.json"))) as! [String: Any]
         config["layer_types"] = ["sliding_attention"]
