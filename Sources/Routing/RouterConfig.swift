@@ -1,6 +1,9 @@
 /// How a router turns its logits into scores.
 public enum RouterScoring: String, Codable, Sendable {
-    /// Softmax over all experts (Mixtral, Qwen-MoE, OLMoE, DeepSeek-V2).
+    /// Softmax over all experts (Mixtral, Qwen-MoE, OLMoE, DeepSeek-V2). With `normalizeTopK`
+    /// this is also gpt-oss's softmax over the top-k logits alone: softmax preserves the order,
+    /// and renormalising the chosen probabilities cancels the other experts' share of the
+    /// denominator. Its raw scores (the full softmax) are what the profiler's criteria read.
     case softmax
     /// Independent sigmoid per expert (DeepSeek-V3, GLM-4.5).
     case sigmoid

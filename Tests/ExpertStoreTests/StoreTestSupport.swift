@@ -8,7 +8,7 @@ enum StoreFixtures {
     static let root = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
 
-    static let families = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3", "deepseek_v3_nolora", "deepseek_v3_yarn", "glm4_moe"]
+    static let families = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3", "deepseek_v3_nolora", "deepseek_v3_yarn", "glm4_moe", "gpt_oss"]
 
     static func url(_ family: String) -> URL { root.appendingPathComponent(family) }
 

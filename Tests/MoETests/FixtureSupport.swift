@@ -9,7 +9,7 @@ enum Fixtures {
     static func url(_ path: String) -> URL { root.appendingPathComponent(path) }
 
     /// Families with a transformers reference, each a checkpoint folder with reference.safetensors.
-    static let families = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3", "deepseek_v3_nolora", "deepseek_v3_yarn", "glm4_moe"]
+    static let families = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3", "deepseek_v3_nolora", "deepseek_v3_yarn", "glm4_moe", "gpt_oss"]
 
     /// The reference token ids and logits recorded with transformers.
     static func reference(_ family: String) throws -> (ids: [Int], logits: Matrix) {

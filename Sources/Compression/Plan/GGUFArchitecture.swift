@@ -28,6 +28,10 @@ struct GGUFArchitecture {
             // llama.cpp's glm4moe reads renormalisation from expert_weights_norm, so it always matches.
             let normalizes = description.moeLayerIndices.first.flatMap { description.layers[$0].moe }?.router.normalizeTopK ?? true
             return GGUFArchitecture(name: "glm4moe", permutesQueryKey: false, renormalizesTopK: normalizes)
+        case .gptOss:
+            // llama.cpp's gpt-oss graph reads fused expert tensors with their biases
+            // (ffn_gate_up_exps, *_exps.bias), attention sinks and the sliding-window schedule.
+            throw .unsupportedFamily(description.family.rawValue, reason: "GGUF export of gpt-oss (llama.cpp's gpt-oss: fused expert tensors with biases, attention sinks, sliding-window layers) is not implemented")
         }
     }
 

@@ -67,6 +67,26 @@ public struct PlanExporter {
             guard let original = try store.expertRecord(ExpertKey(layer: l, expert: 0)) else {   // dtypes and shapes of this layer's imported experts
                 throw StoreError.missingRecord(path: store.path, record: "expert record (\(ExpertKey(layer: l, expert: 0)))")
             }
+            if description.family == .gptOss {
+                // gpt-oss's fused layout, from the kept experts' imported records (the slimmer
+                // refuses merged, quantized and refit variants of biased experts).
+                let survivors = layer.expertMap.survivingExperts
+                let keys = try survivors.map { expert -> ExpertKey in
+                    let record = layer.slots[layer.expertMap.slotOfExpert[expert]!].record
+                    guard record.variant == 0 else {
+                        throw PlanError.invalid(plan: plan.name, reason: "layer \(l) expert \(expert) is a derived variant; gpt-oss experts (with biases) export only as imported")
+                    }
+                    return ExpertKey(layer: l, expert: record.expert)
+                }
+                GptOssFusedLayout.add(to: &writer, layer: l, names: names, expertCount: keys.count, hidden: description.hiddenSize,
+                                      width: description.layers[l].moe!.expertIntermediateSize, dtypes: original.tensors.map(\.dtype)) { [store] k in
+                    guard let record = try store.expertRecord(keys[k]) else {
+                        throw StoreError.missingRecord(path: store.path, record: "expert record (\(keys[k]))")
+                    }
+                    return record.payloads
+                }
+                continue
+            }
             for (newIndex, expert) in layer.expertMap.survivingExperts.enumerated() {
                 let slot = layer.slots[layer.expertMap.slotOfExpert[expert]!]
                 let record = slot.record
@@ -125,6 +145,7 @@ public struct PlanExporter {
             let survivors = plan.layers[l]!.expertMap.survivingExperts
             routerRows[names.router(l)] = survivors
             routerRows[names.correctionBias(l)] = survivors
+            routerRows[names.routerBias(l)] = survivors
         }
         for name in dense.names {
             let layout = try dense.layout(name)

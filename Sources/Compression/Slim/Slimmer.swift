@@ -31,6 +31,19 @@ public struct Slimmer {
         fingerprint = try store.fingerprint() ?? ""
     }
 
+    /// gpt-oss's experts carry biases and a clamped SwiGLU: the merged, refit and quantized
+    /// variants (records of three projections, an f32 `FeedForward` or a `QuantizedExpert`)
+    /// have no place for either yet, so plans that make them are refused rather than built wrong.
+    private func refuseMethodsBiasedExpertsLack(_ options: SlimOptions) throws {
+        guard let l = description.moeLayerIndices.first(where: { description.layers[$0].moe!.expertFunction != .swiglu }) else { return }
+        let methods = [options.merge != nil ? "merging (--merge)" : nil, options.refit ? "refit (--refit)" : nil,
+                       options.averageBits != nil || options.uniformBits != nil ? "expert quantization (--bits/--uniform-bits)" : nil]
+            .compactMap { $0 }
+        guard methods.isEmpty else {
+            throw PlanError.invalid(plan: options.name, reason: "\(methods.joined(separator: ", ")) is not implemented for \(description.family.rawValue) experts (layer \(l) and on: biases on every projection and a clamped SwiGLU, which merged, refit and quantized expert variants do not carry yet); prune (with or without --dense-bits) instead")
+        }
+    }
+
     public func slim(profile: RoutingProfile, profileName: String, options: SlimOptions, calibration: [[Int]] = [],
                      progress: (String) -> Void = { _ in }) throws -> SlimResult {
         guard profile.modelFingerprint == fingerprint else {
@@ -39,6 +52,7 @@ public struct Slimmer {
         guard options.keepFraction > 0 && options.keepFraction <= 1 else {
             throw PlanError.invalid(plan: options.name, reason: "--keep must be in (0, 1], got \(options.keepFraction)")
         }
+        try refuseMethodsBiasedExpertsLack(options)
         let criteria = profile.criteria()
         let protected = options.pruneSuperExperts ? [] : profile.superExperts()
         var recipe = PlanRecipe(method: [options.prune.map { "prune:\($0.rawValue)" }, options.merge.map { "merge:\($0.rawValue)" },

@@ -53,13 +53,30 @@ public struct StoreExporter {
         }
         var tensorCount = dense.names.count
         for layer in description.moeLayerIndices {
-            for e in 0..<description.layers[layer].moe!.expertCount {
+            let moe = description.layers[layer].moe!
+            if description.family == .gptOss {
+                // gpt-oss's checkpoint layout: each layer's experts fused, as transformers loads them.
+                let layouts = try experts.layouts(ExpertKey(layer: layer, expert: 0))
+                tensorBytes += layouts.reduce(0) { $0 + $1.byteCount } * moe.expertCount
+                tensorCount += 4
+                GptOssFusedLayout.add(to: &writer, layer: layer, names: description.names, expertCount: moe.expertCount,
+                                      hidden: description.hiddenSize, width: moe.expertIntermediateSize, dtypes: layouts.map(\.dtype)) { [store] e in
+                    let key = ExpertKey(layer: layer, expert: e)
+                    guard let record = try store.expertRecord(key) else { throw StoreError.missingRecord(path: store.path, record: "expert record (\(key))") }
+                    return record.payloads
+                }
+                continue
+            }
+            for e in 0..<moe.expertCount {
                 let key = ExpertKey(layer: layer, expert: e)
                 let layouts = try experts.layouts(key)
-                for (index, projection) in Projection.allCases.enumerated() {
+                // The projections, then their biases when the record has them (gpt-oss).
+                for index in layouts.indices {
+                    let projection = Projection.allCases[index % 3]
+                    let name = index < 3 ? description.names.expert(layer, e, projection) : description.names.expertBias(layer, e, projection)
                     tensorBytes += layouts[index].byteCount
                     tensorCount += 1
-                    writer.add(description.names.expert(layer, e, projection), dtype: layouts[index].dtype, shape: layouts[index].shape) { emit in
+                    writer.add(name, dtype: layouts[index].dtype, shape: layouts[index].shape) { emit in
                         try experts.withVerifiedTensor(key, index: index) { try emit($0) }
                     }
                 }
@@ -96,7 +113,7 @@ struct ExpertRecordReader {
             return record
         }
         let header = try RecordCodec.header(of: record, name: name, store: store.path)
-        guard header.kind == .expertSwiGLU, header.tensors.count == 3 else {
+        guard header.kind == .expertSwiGLU, header.tensors.count == 3 || header.tensors.count == 6 else {
             throw StoreError.corruptRecord(path: store.path, record: name, reason: "not an expert record")
         }
         return (record, header)

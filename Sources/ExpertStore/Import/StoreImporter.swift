@@ -110,7 +110,11 @@ public struct StoreImporter {
                 var written = 0
                 let count = description.layers[layer].moe!.expertCount
                 for e in 0..<count {
-                    let names = Projection.allCases.map { description.names.expert(layer, e, $0) }
+                    // The three projections, then their biases when the family's experts have them.
+                    var names = Projection.allCases.map { description.names.expert(layer, e, $0) }
+                    if description.layers[layer].moe!.expertFunction.hasBias {
+                        names += Projection.allCases.map { description.names.expertBias(layer, e, $0) }
+                    }
                     written += try Self.putRecord(txn, database: store.experts, key: ExpertKey(layer: layer, expert: e).bytes,
                                                   kind: .expertSwiGLU, names: names, checkpoint: checkpoint)
                     try progress(.expertWritten(layer: layer, expert: e, expertsInLayer: count, bytes: written))

@@ -113,11 +113,15 @@ public final class StoreExpertSource: ExpertSource, Sendable {
         }
         let header = try RecordCodec.header(of: record, name: name, store: store.path)
         let (h, f) = (description.hiddenSize, moe.expertIntermediateSize)
-        guard header.kind == .expertSwiGLU, header.tensors.map(\.shape) == [[f, h], [f, h], [h, f]] else {
+        let function = moe.expertFunction
+        let biasShapes = function.hasBias ? [[f], [f], [h]] : []
+        guard header.kind == .expertSwiGLU, header.tensors.map(\.shape) == [[f, h], [f, h], [h, f]] + biasShapes else {
+            let biases = function.hasBias ? " and biases [\(f)], [\(f)], [\(h)]" : ""
             throw StoreError.corruptRecord(path: store.path, record: name,
-                                           reason: "expected gate/up [\(f), \(h)] and down [\(h), \(f)], found \(header.tensors.map(\.shape))")
+                                           reason: "expected gate/up [\(f), \(h)] and down [\(h), \(f)]\(biases), found \(header.tensors.map(\.shape))")
         }
         try RecordCodec.verify(record, header: header, name: name, store: store.path)
+        if function != .swiglu { return try makeBiasedExpert(record, header: header, name: name, function: function) }
         let parts = (0..<3).map { RecordCodec.tensorBytes(record, header: header, index: $0) }
         let mappedF32 = header.tensors.allSatisfy { $0.dtype == .f32 } && parts.allSatisfy { Int(bitPattern: $0.baseAddress) % 16 == 0 }
         if mappedF32 {
@@ -150,5 +154,35 @@ public final class StoreExpertSource: ExpertSource, Sendable {
         let m = try (0..<3).map { try TensorWidening.matrix(parts[$0], layout: header.tensors[$0], record: name, store: store.path) }
         MappedPages.release(record)
         return FeedForward(gate: m[0], up: m[1], down: m[2])
+    }
+
+    /// An expert with biases and its family's activation (gpt-oss): the three weights as
+    /// stored (16-bit, copied or in place) or widened, the biases widened to f32.
+    private func makeBiasedExpert(_ record: UnsafeRawBufferPointer, header: RecordHeader, name: String,
+                                  function: ExpertFunction) throws -> any Expert {
+        let parts = header.tensors.indices.map { RecordCodec.tensorBytes(record, header: header, index: $0) }
+        let weightTypes = header.tensors[0..<3].map(\.dtype)
+        var weights = [any LinearWeight]()
+        if precision == .stored, let format = HalfMatrix.Format(sharedBy: Array(weightTypes)) {
+            for i in 0..<3 {
+                let (rows, columns) = (header.tensors[i].shape[0], header.tensors[i].shape[1])
+                if inPlace, Int(bitPattern: parts[i].baseAddress) % 2 == 0 {
+                    weights.append(HalfMatrix(rows: rows, columns: columns, format: format,
+                                              bits: parts[i].baseAddress!.assumingMemoryBound(to: UInt16.self), owner: snapshot))
+                } else {
+                    weights.append(HalfMatrix(rows: rows, columns: columns, format: format,
+                                              values: [UInt16](unsafeUninitializedCapacity: parts[i].count / 2) { buffer, count in
+                                                  UnsafeMutableRawBufferPointer(buffer).copyMemory(from: parts[i])
+                                                  count = parts[i].count / 2
+                                              }))
+                }
+            }
+        } else {
+            weights = try (0..<3).map { try TensorWidening.matrix(parts[$0], layout: header.tensors[$0], record: name, store: store.path) }
+        }
+        let biases = try (3..<6).map { try TensorWidening.matrix(parts[$0], layout: header.tensors[$0], record: name, store: store.path).values }
+        if !inPlace { MappedPages.release(record) }
+        return BiasedExpert(gate: weights[0], up: weights[1], down: weights[2],
+                            gateBias: biases[0], upBias: biases[1], downBias: biases[2], activation: function.activation)
     }
 }

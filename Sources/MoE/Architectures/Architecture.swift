@@ -17,6 +17,7 @@ public enum Architectures {
         case .olmoe: return try OLMoE.describe(config, file: file)
         case .deepseekV3: return try DeepseekV3.describe(config, file: file)
         case .glm4Moe: return try Glm4Moe.describe(config, file: file)
+        case .gptOss: return try GptOss.describe(config, file: file)
         }
     }
 }
@@ -131,10 +132,11 @@ struct CommonConfig {
 
     func description(family: ArchitectureFamily, attention: AttentionDescription, rope: RoPEDescription,
                      layers: [FeedForwardDescription], names: TensorNames, tiedByDefault: Bool,
-                     predictionLayers: [FeedForwardDescription]? = nil) throws -> ModelDescription {
+                     predictionLayers: [FeedForwardDescription]? = nil,
+                     defaultEpsilon: Double = 1e-6) throws -> ModelDescription {
         ModelDescription(
             family: family, vocabularySize: try vocabularySize, hiddenSize: try hiddenSize,
-            rmsNormEpsilon: Float(try config.real(config.rmsNormEps, "rms_norm_eps", .positiveFloat, file: file) ?? 1e-6),
+            rmsNormEpsilon: Float(try config.real(config.rmsNormEps, "rms_norm_eps", .positiveFloat, file: file) ?? defaultEpsilon),
             tieWordEmbeddings: config.tieWordEmbeddings ?? tiedByDefault,
             maxPositionEmbeddings: try config.optionalInteger(config.maxPositionEmbeddings, "max_position_embeddings",
                                                               in: 1...ConfigLimits.positions, file: file) ?? 4096,

@@ -23,6 +23,10 @@ public struct HFConfig: Decodable, Sendable {
     public var partialRotaryFactor: Double?
     public var slidingWindow: Int?
     public var useSlidingWindow: Bool?
+    /// Per-layer attention kind (gpt-oss): `sliding_attention` or `full_attention`.
+    public var layerTypes: [String]?
+    public var swigluAlpha: Double?
+    public var swigluLimit: Double?
 
     public var numLocalExperts: Int?
     public var numExperts: Int?
@@ -66,6 +70,7 @@ public struct HFConfig: Decodable, Sendable {
         case tieWordEmbeddings = "tie_word_embeddings", ropeTheta = "rope_theta", ropeScaling = "rope_scaling"
         case ropeParameters = "rope_parameters", partialRotaryFactor = "partial_rotary_factor"
         case slidingWindow = "sliding_window", useSlidingWindow = "use_sliding_window"
+        case layerTypes = "layer_types", swigluAlpha = "swiglu_alpha", swigluLimit = "swiglu_limit"
         case numLocalExperts = "num_local_experts", numExperts = "num_experts", nRoutedExperts = "n_routed_experts"
         case numExpertsPerTok = "num_experts_per_tok", moeIntermediateSize = "moe_intermediate_size"
         case normTopkProb = "norm_topk_prob", sharedExpertIntermediateSize = "shared_expert_intermediate_size"

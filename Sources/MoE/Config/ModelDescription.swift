@@ -8,6 +8,7 @@ public enum ArchitectureFamily: String, Codable, Sendable, CaseIterable {
     case olmoe
     case deepseekV3 = "deepseek_v3"
     case glm4Moe = "glm4_moe"
+    case gptOss = "gpt_oss"
 }
 
 /// One normalised description of a model, whatever family it comes from. The forward
@@ -78,12 +79,20 @@ public struct AttentionDescription: Codable, Sendable, Equatable {
     public var clipQKV: Float?
     /// Keys older than this many positions are masked (Mixtral's `sliding_window`).
     public var slidingWindow: Int?
+    /// The layers `slidingWindow` applies to; nil: every layer (gpt-oss alternates sliding and
+    /// full attention by `layer_types`).
+    public var slidingWindowLayers: [Int]?
+    /// Each head has a learned logit (`self_attn.sinks`) that joins its softmax's denominator
+    /// and attends to nothing (gpt-oss).
+    public var sinks: Bool
     /// Multi-head latent attention parameters (DeepSeek-V3); nil for grouped-query attention.
     public var latent: LatentAttentionDescription?
     /// The factor applied to q·k before the softmax.
     public var softmaxScale: Float
 
-    public init(headCount: Int, keyValueHeadCount: Int, queryKeyHeadDim: Int, valueHeadDim: Int, qkvBias: Bool, outputBias: Bool, qkNorm: QKNorm, clipQKV: Float?, slidingWindow: Int?, latent: LatentAttentionDescription?, softmaxScale: Float) {
+    public init(headCount: Int, keyValueHeadCount: Int, queryKeyHeadDim: Int, valueHeadDim: Int, qkvBias: Bool, outputBias: Bool, qkNorm: QKNorm, clipQKV: Float?, slidingWindow: Int?, latent: LatentAttentionDescription?, softmaxScale: Float, slidingWindowLayers: [Int]? = nil, sinks: Bool = false) {
+        self.slidingWindowLayers = slidingWindowLayers
+        self.sinks = sinks
         self.headCount = headCount
         self.keyValueHeadCount = keyValueHeadCount
         self.queryKeyHeadDim = queryKeyHeadDim
@@ -95,6 +104,33 @@ public struct AttentionDescription: Codable, Sendable, Equatable {
         self.slidingWindow = slidingWindow
         self.latent = latent
         self.softmaxScale = softmaxScale
+    }
+}
+
+extension AttentionDescription {
+    /// The sliding window of layer `l`, nil for full attention.
+    public func slidingWindow(layer l: Int) -> Int? {
+        guard let slidingWindow else { return nil }
+        return slidingWindowLayers.map { $0.contains(l) ? slidingWindow : nil } ?? slidingWindow
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case headCount, keyValueHeadCount, queryKeyHeadDim, valueHeadDim, qkvBias, outputBias, qkNorm, clipQKV
+        case slidingWindow, slidingWindowLayers, sinks, latent, softmaxScale
+    }
+
+    /// Descriptions stored before gpt-oss have no `slidingWindowLayers` or `sinks`.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(headCount: try c.decode(Int.self, forKey: .headCount), keyValueHeadCount: try c.decode(Int.self, forKey: .keyValueHeadCount),
+                  queryKeyHeadDim: try c.decode(Int.self, forKey: .queryKeyHeadDim), valueHeadDim: try c.decode(Int.self, forKey: .valueHeadDim),
+                  qkvBias: try c.decode(Bool.self, forKey: .qkvBias), outputBias: try c.decode(Bool.self, forKey: .outputBias),
+                  qkNorm: try c.decode(QKNorm.self, forKey: .qkNorm), clipQKV: try c.decodeIfPresent(Float.self, forKey: .clipQKV),
+                  slidingWindow: try c.decodeIfPresent(Int.self, forKey: .slidingWindow),
+                  latent: try c.decodeIfPresent(LatentAttentionDescription.self, forKey: .latent),
+                  softmaxScale: try c.decode(Float.self, forKey: .softmaxScale),
+                  slidingWindowLayers: try c.decodeIfPresent([Int].self, forKey: .slidingWindowLayers),
+                  sinks: try c.decodeIfPresent(Bool.self, forKey: .sinks) ?? false)
     }
 }
 
@@ -156,17 +192,60 @@ public enum FeedForwardDescription: Codable, Sendable, Equatable {
 
 public struct MoEDescription: Codable, Sendable, Equatable {
     public var router: RouterConfig
+    /// The router is a linear layer with a bias (`…router.bias [experts]`, gpt-oss): the bias
+    /// is part of the logits, unlike DeepSeek's correction bias, which only steers selection.
+    public var routerBias: Bool
     public var expertIntermediateSize: Int
+    /// What each routed expert computes from its projections.
+    public var expertFunction: ExpertFunction
     public var sharedExpert: SharedExpertDescription?
 
     public var expertCount: Int { router.expertCount }
     public var topK: Int { router.topK }
 
-    public init(router: RouterConfig, expertIntermediateSize: Int, sharedExpert: SharedExpertDescription?) {
+    public init(router: RouterConfig, expertIntermediateSize: Int, sharedExpert: SharedExpertDescription?,
+                routerBias: Bool = false, expertFunction: ExpertFunction = .swiglu) {
         self.router = router
+        self.routerBias = routerBias
         self.expertIntermediateSize = expertIntermediateSize
+        self.expertFunction = expertFunction
         self.sharedExpert = sharedExpert
     }
+
+    enum CodingKeys: String, CodingKey { case router, routerBias, expertIntermediateSize, expertFunction, sharedExpert }
+
+    /// Descriptions stored before gpt-oss have neither a router bias nor an expert function.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(router: try c.decode(RouterConfig.self, forKey: .router),
+                  expertIntermediateSize: try c.decode(Int.self, forKey: .expertIntermediateSize),
+                  sharedExpert: try c.decodeIfPresent(SharedExpertDescription.self, forKey: .sharedExpert),
+                  routerBias: try c.decodeIfPresent(Bool.self, forKey: .routerBias) ?? false,
+                  expertFunction: try c.decodeIfPresent(ExpertFunction.self, forKey: .expertFunction) ?? .swiglu)
+    }
+}
+
+/// What a routed expert computes: `down(act(gate · x, up · x))`, with or without a bias on
+/// each projection.
+public struct ExpertFunction: Codable, Sendable, Equatable {
+    public enum Activation: Codable, Sendable, Equatable {
+        /// `silu(gate) · up` (every family but gpt-oss).
+        case swiglu
+        /// gpt-oss: gate clamped to at most `limit`, up to `[-limit, limit]`, then
+        /// `(up + 1) · gate · sigmoid(alpha · gate)`.
+        case clampedSwiGLU(alpha: Float, limit: Float)
+    }
+
+    public var activation: Activation
+    /// Each projection adds a bias (`…experts.{e}.{gate,up,down}_proj.bias`).
+    public var hasBias: Bool
+
+    public init(activation: Activation, hasBias: Bool) {
+        self.activation = activation
+        self.hasBias = hasBias
+    }
+
+    public static let swiglu = ExpertFunction(activation: .swiglu, hasBias: false)
 }
 
 public struct SharedExpertDescription: Codable, Sendable, Equatable {

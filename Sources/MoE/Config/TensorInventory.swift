@@ -76,6 +76,8 @@ extension ModelDescription {
                 specs.append(TensorSpec(name: n.attention(l, "k_proj.bias"), shape: [kv]))
                 specs.append(TensorSpec(name: n.attention(l, "v_proj.bias"), shape: [kv]))
             }
+            if a.outputBias { specs.append(TensorSpec(name: n.attention(l, "o_proj.bias"), shape: [h])) }
+            if a.sinks { specs.append(TensorSpec(name: n.attention(l, "sinks"), shape: [a.headCount])) }
             switch a.qkNorm {
             case .none: break
             case .perHead:
@@ -93,6 +95,7 @@ extension ModelDescription {
             specs.append(TensorSpec(name: n.denseMLP(l, .down), shape: [h, width]))
         case let .moe(moe):
             specs.append(TensorSpec(name: n.router(l), shape: [moe.expertCount, h]))
+            if moe.routerBias { specs.append(TensorSpec(name: n.routerBias(l), shape: [moe.expertCount])) }
             if moe.router.usesCorrectionBias {
                 specs.append(TensorSpec(name: n.correctionBias(l), shape: [moe.expertCount]))
             }
@@ -112,9 +115,14 @@ extension ModelDescription {
         let f = moe.expertIntermediateSize
         let h = hiddenSize
         return (0..<moe.expertCount).flatMap { e in
-            Projection.allCases.map { p in
+            let weights = Projection.allCases.map { p in
                 TensorSpec(name: names.expert(l, e, p), shape: p == .down ? [h, f] : [f, h], expert: asRecords ? (l, e, p) : nil)
             }
+            // Biases belong to their expert: they are stored, pruned and exported with it.
+            let biases = moe.expertFunction.hasBias ? Projection.allCases.map { p in
+                TensorSpec(name: names.expertBias(l, e, p), shape: [p == .down ? h : f], expert: asRecords ? (l, e, p) : nil)
+            } : []
+            return weights + biases
         }
     }
 }

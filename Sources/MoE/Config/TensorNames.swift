@@ -11,10 +11,14 @@ public struct TensorNames: Codable, Sendable, Equatable {
     public var sharedExpertModule: String?
     /// Qwen2-MoE's gate on the shared expert.
     public var sharedExpertGate: String?
+    /// The router's module inside the MoE block: `gate`, or `router` (gpt-oss).
+    public var routerModule: String
 
     public init(moeModule: String = "mlp", expertGate: String = "gate_proj", expertUp: String = "up_proj",
-                expertDown: String = "down_proj", sharedExpertModule: String? = nil, sharedExpertGate: String? = nil) {
+                expertDown: String = "down_proj", sharedExpertModule: String? = nil, sharedExpertGate: String? = nil,
+                routerModule: String = "gate") {
         self.moeModule = moeModule
+        self.routerModule = routerModule
         self.expertGate = expertGate
         self.expertUp = expertUp
         self.expertDown = expertDown
@@ -27,7 +31,17 @@ public struct TensorNames: Codable, Sendable, Equatable {
     public let outputHead = "lm_head.weight"
 
     enum CodingKeys: String, CodingKey {
-        case moeModule, expertGate, expertUp, expertDown, sharedExpertModule, sharedExpertGate
+        case moeModule, expertGate, expertUp, expertDown, sharedExpertModule, sharedExpertGate, routerModule
+    }
+
+    /// Names stored before gpt-oss have no `routerModule` (it was always `gate`).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(moeModule: try c.decode(String.self, forKey: .moeModule), expertGate: try c.decode(String.self, forKey: .expertGate),
+                  expertUp: try c.decode(String.self, forKey: .expertUp), expertDown: try c.decode(String.self, forKey: .expertDown),
+                  sharedExpertModule: try c.decodeIfPresent(String.self, forKey: .sharedExpertModule),
+                  sharedExpertGate: try c.decodeIfPresent(String.self, forKey: .sharedExpertGate),
+                  routerModule: try c.decodeIfPresent(String.self, forKey: .routerModule) ?? "gate")
     }
 
     public func layer(_ l: Int) -> String { "model.layers.\(l)." }
@@ -38,8 +52,9 @@ public struct TensorNames: Codable, Sendable, Equatable {
     public func inputNorm(_ l: Int) -> String { layer(l) + "input_layernorm.weight" }
     public func postAttentionNorm(_ l: Int) -> String { layer(l) + "post_attention_layernorm.weight" }
 
-    public func router(_ l: Int) -> String { layer(l) + moeModule + ".gate.weight" }
-    public func correctionBias(_ l: Int) -> String { layer(l) + moeModule + ".gate.e_score_correction_bias" }
+    public func router(_ l: Int) -> String { layer(l) + moeModule + "." + routerModule + ".weight" }
+    public func routerBias(_ l: Int) -> String { layer(l) + moeModule + "." + routerModule + ".bias" }
+    public func correctionBias(_ l: Int) -> String { layer(l) + moeModule + "." + routerModule + ".e_score_correction_bias" }
 
     public func expertProjectionName(_ projection: Projection) -> String {
         switch projection {
@@ -51,6 +66,11 @@ public struct TensorNames: Codable, Sendable, Equatable {
 
     public func expert(_ l: Int, _ e: Int, _ projection: Projection) -> String {
         layer(l) + moeModule + ".experts.\(e)." + expertProjectionName(projection) + ".weight"
+    }
+
+    /// The bias of an expert's projection (gpt-oss).
+    public func expertBias(_ l: Int, _ e: Int, _ projection: Projection) -> String {
+        layer(l) + moeModule + ".experts.\(e)." + expertProjectionName(projection) + ".bias"
     }
 
     public func sharedExpert(_ l: Int, _ projection: Projection) -> String? {

@@ -7,9 +7,10 @@ enum AttentionKernel {
     /// - Parameters:
     ///   - queries: `[T, heads · keyDim]` for the T new positions, which start at `past`.
     ///   - keys, values: the layer cache including the new positions, `[past + T, kvHeads · dim]`.
+    ///   - sinks: one extra logit per head in its softmax's denominator (gpt-oss), or nil.
     /// - Returns: `[T, heads · valueDim]`.
     static func attend(queries: Matrix, keys: [Float], values: [Float], past: Int, heads: Int, kvHeads: Int,
-                       keyDim: Int, valueDim: Int, scale: Float, slidingWindow: Int?) -> Matrix {
+                       keyDim: Int, valueDim: Int, scale: Float, slidingWindow: Int?, sinks: [Float]? = nil) -> Matrix {
         let newCount = queries.rows
         let total = past + newCount
         let groupSize = heads / kvHeads
@@ -38,7 +39,8 @@ enum AttentionKernel {
                                         let row = UnsafeMutableBufferPointer(rebasing: s[(t * total)..<(t * total + total)])
                                         for j in 0..<first { row[j] = 0 }
                                         for j in (position + 1)..<max(total, position + 1) { row[j] = 0 }
-                                        Functions.softmax(UnsafeMutableBufferPointer(rebasing: row[first...position]))
+                                        let visible = UnsafeMutableBufferPointer(rebasing: row[first...position])
+                                        if let sinks { Functions.softmax(visible, sink: sinks[h]) } else { Functions.softmax(visible) }
                                     }
                                     // out_h = P · V_g   [T, valueDim]
                                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(newCount), Int32(valueDim), Int32(total),

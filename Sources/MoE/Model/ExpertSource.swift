@@ -34,11 +34,8 @@ public struct LoadedExperts: ExpertSource {
         var experts = [Int: [any Expert]]()
         for l in description.moeLayerIndices {
             let moe = description.layers[l].moe!
-            let names = description.names
             experts[l] = try (0..<moe.expertCount).map { e in
-                try tensors.feedForward(gate: names.expert(l, e, .gate), up: names.expert(l, e, .up),
-                                        down: names.expert(l, e, .down), hidden: description.hiddenSize,
-                                        intermediate: moe.expertIntermediateSize, precision: precision)
+                try tensors.routedExpert(layer: l, index: e, description: description, precision: precision)
             }
         }
         self.experts = experts

@@ -1,10 +1,15 @@
-/// Grouped-query attention (Mixtral, Qwen, OLMoE): q/k/v projections with optional bias,
-/// optional q/k RMSNorm (per head or over the whole projection), optional clamping, RoPE.
+/// Grouped-query attention (Mixtral, Qwen, OLMoE, gpt-oss): q/k/v projections with optional
+/// bias, optional q/k RMSNorm (per head or over the whole projection), optional clamping, RoPE,
+/// an optional output bias and attention sinks, and this layer's sliding window if any.
 struct GroupedQueryAttention: Sendable {
     let config: AttentionDescription
     let q, k, v, o: any LinearWeight
-    let qBias, kBias, vBias: [Float]?
+    let qBias, kBias, vBias, oBias: [Float]?
     let qNorm, kNorm: [Float]?
+    /// One logit per head that joins the softmax's denominator (gpt-oss).
+    let sinks: [Float]?
+    /// Keys older than this many positions are masked in this layer; nil: full attention.
+    let slidingWindow: Int?
 
     init(layer l: Int, description d: ModelDescription, tensors: some TensorProvider, precision: WeightPrecision) throws {
         let a = d.attention
@@ -22,6 +27,9 @@ struct GroupedQueryAttention: Sendable {
         } else {
             (qBias, kBias, vBias) = (nil, nil, nil)
         }
+        oBias = a.outputBias ? try tensors.vector(n.attention(l, "o_proj.bias"), count: hidden) : nil
+        sinks = a.sinks ? try tensors.vector(n.attention(l, "sinks"), count: heads) : nil
+        slidingWindow = a.slidingWindow(layer: l)
         switch a.qkNorm {
         case .none:
             (qNorm, kNorm) = (nil, nil)
@@ -62,8 +70,10 @@ struct GroupedQueryAttention: Sendable {
             return AttentionKernel.attend(
                 queries: queries, keys: caches[s].keys, values: caches[s].values, past: past,
                 heads: config.headCount, kvHeads: config.keyValueHeadCount, keyDim: headDim, valueDim: headDim,
-                scale: config.softmaxScale, slidingWindow: config.slidingWindow)
+                scale: config.softmaxScale, slidingWindow: slidingWindow, sinks: sinks)
         }
-        return o.linear(attended)
+        var output = o.linear(attended)
+        if let oBias { LinearAlgebra.addBias(&output, oBias) }
+        return output
     }
 }

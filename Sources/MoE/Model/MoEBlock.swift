@@ -6,6 +6,8 @@ struct MoEBlock: Sendable {
     let layer: Int
     let config: MoEDescription
     let routerWeight: Matrix          // [experts, hidden]
+    /// Added to the router logits (gpt-oss's router is a linear layer with bias).
+    let routerBias: [Float]?
     let router: Router
     let shared: (any Expert)?
     let sharedGate: Matrix?           // [1, hidden]
@@ -21,6 +23,7 @@ struct MoEBlock: Sendable {
         layer = l
         config = moe
         routerWeight = try tensors.matrix(n.router(l), shape: [moe.expertCount, d.hiddenSize])
+        routerBias = moe.routerBias ? try tensors.vector(n.routerBias(l), count: moe.expertCount) : nil
         let bias = moe.router.usesCorrectionBias ? try tensors.vector(n.correctionBias(l), count: moe.expertCount) : nil
         let map = expertMap ?? .identity(expertCount: moe.expertCount)
         let topK = map.routingRule?.topK ?? moe.topK
@@ -48,7 +51,8 @@ struct MoEBlock: Sendable {
     /// `residual` is the residual stream entering the block (only needed for observation).
     func forward(_ x: Matrix, experts: some ExpertSource, residual: Matrix? = nil,
                  observer: (any RoutingObserver)? = nil) throws -> Matrix {
-        let logits = LinearAlgebra.linear(x, routerWeight)
+        var logits = LinearAlgebra.linear(x, routerWeight)
+        if let routerBias { LinearAlgebra.addBias(&logits, routerBias) }
         let decisions = logits.values.withUnsafeBufferPointer { all in
             (0..<x.rows).map { t in
                 router.route(logits: UnsafeBufferPointer(rebasing: all[(t * config.expertCount)..<((t + 1) * config.expertCount)]))

@@ -133,7 +133,7 @@ extension DecoderLayer {
         switch attention {
         case let .grouped(a):
             total += bytes(a.q) + bytes(a.k) + bytes(a.v) + bytes(a.o)
-            total += bytes(a.qBias) + bytes(a.kBias) + bytes(a.vBias) + bytes(a.qNorm) + bytes(a.kNorm)
+            total += bytes(a.qBias) + bytes(a.kBias) + bytes(a.vBias) + bytes(a.oBias) + bytes(a.qNorm) + bytes(a.kNorm) + bytes(a.sinks)
         case let .latent(a):
             total += bytes(a.qProj) + bytes(a.qA) + bytes(a.qANorm) + bytes(a.qB)
             total += bytes(a.kvA) + bytes(a.kvANorm) + bytes(a.kvB) + bytes(a.o)
@@ -141,7 +141,7 @@ extension DecoderLayer {
         switch feedForward {
         case let .dense(f): total += f.residentBytes
         case let .moe(m):
-            total += m.routerWeight.byteCount + bytes(m.sharedGate) + (m.shared?.residentBytes ?? 0)
+            total += m.routerWeight.byteCount + bytes(m.routerBias) + bytes(m.sharedGate) + (m.shared?.residentBytes ?? 0)
         }
         return total
     }

@@ -36,6 +36,35 @@ public enum Functions {
         for i in 0..<v.count { v[i] *= inverse }
     }
 
+    /// Softmax with one more logit, `sink`, in the denominator only (gpt-oss's attention
+    /// sinks): the probabilities of `v` then sum to less than one.
+    public static func softmax(_ v: UnsafeMutableBufferPointer<Float>, sink: Float) {
+        let maxValue = max(v.max() ?? sink, sink)
+        var sum = Foundation.exp(sink - maxValue)
+        for i in 0..<v.count {
+            let e = Foundation.exp(v[i] - maxValue)
+            v[i] = e
+            sum += e
+        }
+        let inverse = 1 / sum
+        for i in 0..<v.count { v[i] *= inverse }
+    }
+
+    /// gpt-oss's clamped SwiGLU, written into `gate`: the gate clamped to at most `limit`, the
+    /// up projection to `[-limit, limit]`, then `(up + 1) · gate · sigmoid(alpha · gate)`.
+    public static func clampedSwiGLU(gate: inout Matrix, up: Matrix, alpha: Float, limit: Float) {
+        precondition(gate.count == up.count)
+        gate.values.withUnsafeMutableBufferPointer { g in
+            up.values.withUnsafeBufferPointer { u in
+                for i in 0..<g.count {
+                    let clampedGate = min(g[i], limit)
+                    let clampedUp = min(max(u[i], -limit), limit)
+                    g[i] = (clampedUp + 1) * clampedGate * sigmoid(alpha * clampedGate)
+                }
+            }
+        }
+    }
+
     /// SwiGLU combine: `silu(gate) * up`, written into `gate`.
     public static func swiglu(gate: inout Matrix, up: Matrix) {
         precondition(gate.count == up.count)
