@@ -189,6 +189,9 @@ enum RecordCodec {
         case .i8: return 8
         case .u8: return 9
         case .bool: return 10
+        case .f8e4m3: return 11
+        case .f8e5m2: return 12
+        case .f8e8m0: return 13
         }
     }
 

@@ -51,6 +51,9 @@ public struct HFConfig: Decodable, Sendable {
     public var topkMethod: String?
     public var ropeInterleave: Bool?
 
+    /// How the checkpoint's weights are quantized (FP8 block scales, MXFP4, …); nil when they are not.
+    public var quantizationConfig: QuantizationConfig?
+
     public var bosTokenId: Int?
     public var eosTokenId: TokenIDList?
 
@@ -72,6 +75,7 @@ public struct HFConfig: Decodable, Sendable {
         case firstKDenseReplace = "first_k_dense_replace", routedScalingFactor = "routed_scaling_factor"
         case nGroup = "n_group", topkGroup = "topk_group", scoringFunc = "scoring_func", topkMethod = "topk_method"
         case ropeInterleave = "rope_interleave", bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
+        case quantizationConfig = "quantization_config"
     }
 
     /// Decodes `config.json`, naming the file in any error.
