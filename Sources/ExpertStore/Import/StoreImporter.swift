@@ -194,6 +194,9 @@ public struct StoreImporter {
             let (dtype, shape) = try checkpoint.layout(name)
             return TensorLayout(dtype: dtype, shape: shape)
         }
+        // Experts the checkpoint stores in MXFP4 stay MXFP4, in a record that says so.
+        let kind = kind == .expertSwiGLU && layouts.allSatisfy({ MXFP4Matrix.logicalShape(dtype: $0.dtype, shape: $0.shape) != nil })
+            ? RecordKind.expertMXFP4 : kind
         try names.map { try checkpoint.tensorBytes($0) }.withUnsafeBytesOfEach { sources in
             try txn.reserve(database, key, count: RecordCodec.recordLength(for: layouts)) { target in
                 RecordCodec.encode(kind: kind, tensors: layouts, sources: sources, into: target)

@@ -25,6 +25,15 @@ public struct MXFP4Matrix: LinearWeight {
 
     public static func byteCount(rows: Int, columns: Int) -> Int { rows * (columns / groupSize) * groupBytes }
 
+    /// How a `[rows, columns]` MXFP4 weight is stored as a tensor: U8 `[rows, columns/32, 17]`.
+    public static func storedShape(rows: Int, columns: Int) -> [Int] { [rows, columns / groupSize, groupBytes] }
+
+    /// The `[rows, columns]` of a weight stored as `dtype` `shape` in MXFP4's layout; nil for any other tensor.
+    public static func logicalShape(dtype: DType, shape: [Int]) -> [Int]? {
+        guard dtype == .u8, shape.count == 3, shape[2] == groupBytes else { return nil }
+        return [shape[0], shape[1] * groupSize]
+    }
+
     public var groups: Int { columns / Self.groupSize }
     public var byteCount: Int { packed.count }
 
