@@ -91,6 +91,21 @@ final class MXFP4Tests: XCTestCase {
         XCTAssertLessThanOrEqual(maxAbsDifference(y.values, expected.values), 1e-5 * scale)
     }
 
+    /// The deepseek_v3 model with random MXFP4 experts, run straight from its checkpoint
+    /// folder: the experts stay MXFP4 and the logits are transformers' on the widened values.
+    func testACheckpointWithMXFP4ExpertsRunsAsStored() throws {
+        let model = try MoEModel(directory: Fixtures.url("mxfp4_deepseek_v3"), precision: .float32)
+        let (ids, reference) = try Fixtures.reference("mxfp4_deepseek_v3")
+        let logits = try model.logits(ids)
+        let prefill = maxAbsDifference(logits.values, reference.values)
+        XCTAssertLessThanOrEqual(prefill, 1e-4, "prefill max |Δlogit| = \(prefill)")
+        XCTAssertEqual(argmaxPerRow(logits), argmaxPerRow(reference))
+        let checkpoint = try CheckpointDirectory(url: Fixtures.url("mxfp4_deepseek_v3"))
+        let weight = try checkpoint.weight("model.layers.2.mlp.experts.7.down_proj.weight", shape: [64, 32], precision: .float32)
+        XCTAssertTrue(weight is MXFP4Matrix, "kept as MXFP4, not widened")
+        XCTAssertEqual(weight.byteCount, 64 * 17)
+    }
+
     // MARK: - Bad input
 
     private let prefix = "model.layers.0.mlp.experts."

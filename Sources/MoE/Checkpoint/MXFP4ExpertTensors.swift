@@ -108,3 +108,15 @@ extension MXFP4Matrix {
         self.init(rows: rows, columns: columns, packed: try checkpoint.tensorBytes(name).withUnsafeBytes { Array($0) })
     }
 }
+
+extension CheckpointDirectory {
+    /// The weight as the forward pass holds it: a tensor in MXFP4's stored layout as an
+    /// `MXFP4Matrix` (not widened), anything else as `storedWeight` gives it.
+    public func weight(_ name: String, shape: [Int], precision: WeightPrecision) throws -> any LinearWeight {
+        let (dtype, stored) = try layout(name)
+        if shape.count == 2, MXFP4Matrix.logicalShape(dtype: dtype, shape: stored) == shape {
+            return try MXFP4Matrix(tensor: name, in: self, rows: shape[0], columns: shape[1])
+        }
+        return try storedWeight(name, shape: shape, precision: precision)
+    }
+}
