@@ -16,6 +16,8 @@ struct ImportCommand: ParsableCommand {
     var model: String?
     @Option(name: .long, help: "The store directory to create (or to resume an interrupted import into).")
     var store: String
+    @Flag(help: "Widen block-scaled FP8 weights (DeepSeek-V3, Kimi-K2 official checkpoints) to BF16 at import; without it such a checkpoint is refused.")
+    var dequantize = false
     @Flag(help: "Print the summary as JSON (and no progress).") var json = false
 
     func run() throws {
@@ -30,7 +32,7 @@ struct ImportCommand: ParsableCommand {
         var layersDone = 0
         var layersTotal = 0
         let start = Date()
-        let summary = try StoreImporter(checkpoint: checkpoint, store: URL(fileURLWithPath: store)).run { event in
+        let summary = try StoreImporter(checkpoint: checkpoint, store: URL(fileURLWithPath: store), dequantizeFP8: dequantize).run { event in
             switch event {
             case let .started(_, total, completed, expertBytes):
                 (layersTotal, layersDone, totalBytes) = (total, completed, max(expertBytes, 1))

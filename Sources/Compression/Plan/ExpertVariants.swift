@@ -101,6 +101,18 @@ public struct StoreVariantProvider: ExpertVariantProvider, @unchecked Sendable {
             guard record.tensors.allSatisfy({ $0.dtype == .f32 }) else { throw corrupt("derived experts are stored as f32, bf16 or f16 matrices") }
             let m = (0..<3).map { Matrix(rows: record.tensors[$0].shape[0], columns: record.tensors[$0].shape[1], values: floats($0)) }
             return FeedForward(gate: m[0], up: m[1], down: m[2])
+        case .expertMXFP4:
+            let m = try (0..<3).map { i -> MXFP4Matrix in
+                guard record.tensors.count == 3, let shape = MXFP4Matrix.logicalShape(dtype: record.tensors[i].dtype, shape: record.tensors[i].shape),
+                      record.payloads[i].count == MXFP4Matrix.byteCount(rows: shape[0], columns: shape[1]) else {
+                    throw corrupt("an MXFP4 expert is three U8 [rows, columns/32, 17] tensors")
+                }
+                return MXFP4Matrix(rows: shape[0], columns: shape[1], packed: record.payloads[i])
+            }
+            guard m[0].rows == m[1].rows, m[0].columns == m[1].columns, m[2].rows == m[0].columns, m[2].columns == m[0].rows else {
+                throw corrupt("MXFP4 projections \(m.map { [$0.rows, $0.columns] }) do not fit together")
+            }
+            return WeightSwiGLU(gate: m[0], up: m[1], down: m[2])
         case .expertConstant:
             guard record.tensors.count == 1, record.tensors[0].dtype == .f32 else { throw corrupt("a novice is one f32 vector") }
             return ConstantExpert(vector: floats(0))

@@ -74,6 +74,8 @@ enum GGUFTensorEncoding {
         case .expertQuantized:
             guard record.payloads.count == 3 else { throw corrupt("a quantized expert is three matrix records") }
             do { return .quantized(try QuantizedMatrix(decoding: record.payloads[p])) } catch { throw corrupt("\(error)") }
+        case .expertMXFP4:
+            throw GGUFExportError.unsupportedExpert("layer \(record.key.layer) expert \(record.key.expert) is kept in MXFP4, which this export does not write yet")
         case .expertConstant:
             throw GGUFExportError.unsupportedExpert("layer \(record.key.layer) expert \(record.key.expert) is a novice (a constant), which llama.cpp cannot run")
         case .denseTensor, .denseQuantized:

@@ -14,6 +14,9 @@ public enum RecordKind: UInt16, Sendable {
     /// A dense tensor a plan quantized, one encoded `QuantizedMatrix` (U8 bytes; key:
     /// `name#variant`, see `ExpertStore.denseVariantKey`).
     case denseQuantized = 5
+    /// An expert's gate, up and down projections kept in MXFP4 as the checkpoint stored them
+    /// (gpt-oss), each U8 `[rows, columns/32, 17]` in `MXFP4Matrix`'s layout (key: `ExpertKey`).
+    case expertMXFP4 = 6
 }
 
 /// The dtype and shape of one tensor inside a record.
@@ -217,6 +220,9 @@ enum RecordCodec {
         case .u8: return 9
         case .bool: return 10
         case .u32: return 11
+        case .f8e4m3: return 12
+        case .f8e5m2: return 13
+        case .f8e8m0: return 14
         }
     }
 

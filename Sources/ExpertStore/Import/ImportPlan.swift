@@ -13,14 +13,15 @@ struct ImportPlan {
         var expertNames = Set<String>()
         var expertBytes = 0
         try description.checkConfigAgainstTensors(file: URL(fileURLWithPath: checkpoint.location).appendingPathComponent("config.json").path) {
-            checkpoint.contains($0) ? try checkpoint.shape($0) : nil
+            checkpoint.contains($0) ? try Self.logicalShape($0, checkpoint) : nil
         }
         for spec in description.tensorInventory {
             guard checkpoint.contains(spec.name) else {
                 throw StoreError.checkpointMismatch(checkpoint: checkpoint.location, reason: "tensor '\(spec.name)' that config.json implies is missing")
             }
             let (dtype, shape) = try checkpoint.layout(spec.name)
-            guard shape == spec.shape else {
+            let logical = spec.expert == nil ? shape : try Self.logicalShape(spec.name, checkpoint)
+            guard logical == spec.shape else {
                 throw StoreError.checkpointMismatch(checkpoint: checkpoint.location,
                                                     reason: "tensor '\(spec.name)' has shape \(shape), config.json implies \(spec.shape)")
             }
@@ -60,5 +61,12 @@ struct ImportPlan {
                                                     reason: "tensor '\(spec.name)' of the multi-token-prediction layer has shape \(shape), config.json implies \(spec.shape)")
             }
         }
+    }
+
+    /// A tensor's shape as a weight: an MXFP4-stored expert projection (`MXFP4ExpertTensors`)
+    /// counts as the `[rows, columns]` it multiplies as.
+    static func logicalShape(_ name: String, _ checkpoint: CheckpointDirectory) throws -> [Int] {
+        let (dtype, shape) = try checkpoint.layout(name)
+        return MXFP4Matrix.logicalShape(dtype: dtype, shape: shape) ?? shape
     }
 }

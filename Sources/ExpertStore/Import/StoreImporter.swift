@@ -47,17 +47,34 @@ public struct StoreImporter {
     /// The first LMDB map size; by default the checkpoint's size plus headroom. The map
     /// doubles whenever it fills up, so a small value only costs retried transactions.
     public var initialMapSize: Int?
+    /// Whether block-scaled FP8 weights are widened to BF16 (`FP8BlockDequantization`);
+    /// without it an FP8 checkpoint is refused, never silently widened.
+    public var dequantizeFP8: Bool
 
-    public init(checkpoint: URL, store: URL, initialMapSize: Int? = nil) {
+    public init(checkpoint: URL, store: URL, initialMapSize: Int? = nil, dequantizeFP8: Bool = false) {
         checkpointURL = checkpoint
         storeURL = store
         self.initialMapSize = initialMapSize
+        self.dequantizeFP8 = dequantizeFP8
+    }
+
+    /// The checkpoint as this import reads it: FP8 weights widened when asked for, refused otherwise.
+    func openCheckpoint() throws -> CheckpointDirectory {
+        let derivations = (dequantizeFP8 ? [FP8BlockDequantization()] : []) + CheckpointDirectory.standardDerivations
+        let checkpoint = try CheckpointDirectory(url: checkpointURL, derivations: derivations)
+        for name in checkpoint.tensorNames {
+            let dtype = try checkpoint.layout(name).dtype
+            if dtype.isFloat8 {
+                throw CheckpointError.needsDequantization(file: try checkpoint.file(for: name).path, tensor: name, dtype: dtype.rawValue)
+            }
+        }
+        return checkpoint
     }
 
     /// `progress` sees every step; if it throws, the import stops there (the open
     /// transaction is rolled back) and the error is rethrown; running again resumes.
     public func run(progress: (ImportEvent) throws -> Void = { _ in }) throws -> ImportSummary {
-        let checkpoint = try CheckpointDirectory(url: checkpointURL)
+        let checkpoint = try openCheckpoint()
         let config = try checkpoint.configData()
         let description = try Architectures.describe(configData: config, file: checkpointURL.appendingPathComponent("config.json").path)
         let plan = try ImportPlan(checkpoint: checkpoint, description: description)
@@ -181,6 +198,9 @@ public struct StoreImporter {
             let (dtype, shape) = try checkpoint.layout(name)
             return TensorLayout(dtype: dtype, shape: shape)
         }
+        // Experts the checkpoint stores in MXFP4 stay MXFP4, in a record that says so.
+        let kind = kind == .expertSwiGLU && layouts.allSatisfy({ MXFP4Matrix.logicalShape(dtype: $0.dtype, shape: $0.shape) != nil })
+            ? RecordKind.expertMXFP4 : kind
         try names.map { try checkpoint.tensorBytes($0) }.withUnsafeBytesOfEach { sources in
             try txn.reserve(database, key, count: RecordCodec.recordLength(for: layouts)) { target in
                 RecordCodec.encode(kind: kind, tensors: layouts, sources: sources, into: target)

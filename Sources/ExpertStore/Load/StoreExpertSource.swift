@@ -113,6 +113,7 @@ public final class StoreExpertSource: ExpertSource, Sendable {
         }
         let header = try RecordCodec.header(of: record, name: name, store: store.path)
         let (h, f) = (description.hiddenSize, moe.expertIntermediateSize)
+        if header.kind == .expertMXFP4 { return try mxfp4Expert(record, header: header, name: name, hidden: h, intermediate: f) }
         let function = moe.expertFunction
         let biasShapes = function.hasBias ? [[f], [f], [h]] : []
         guard header.kind == .expertSwiGLU, header.tensors.map(\.shape) == [[f, h], [f, h], [h, f]] + biasShapes else {
@@ -184,5 +185,23 @@ public final class StoreExpertSource: ExpertSource, Sendable {
         if !inPlace { MappedPages.release(record) }
         return BiasedExpert(gate: weights[0], up: weights[1], down: weights[2],
                             gateBias: biases[0], upBias: biases[1], downBias: biases[2], activation: function.activation)
+    }
+
+    /// An expert kept in MXFP4: its codes and scales copied out of the map as they are.
+    private func mxfp4Expert(_ record: UnsafeRawBufferPointer, header: RecordHeader, name: String,
+                             hidden h: Int, intermediate f: Int) throws -> any Expert {
+        let logical = [[f, h], [f, h], [h, f]]
+        guard header.tensors.count == 3,
+              header.tensors.map({ MXFP4Matrix.logicalShape(dtype: $0.dtype, shape: $0.shape) }) == logical,
+              h % MXFP4Matrix.groupSize == 0, f % MXFP4Matrix.groupSize == 0 else {
+            throw StoreError.corruptRecord(path: store.path, record: name,
+                reason: "expected MXFP4 gate/up \(MXFP4Matrix.storedShape(rows: f, columns: h)) and down \(MXFP4Matrix.storedShape(rows: h, columns: f)), found \(header.tensors.map(\.shape))")
+        }
+        try RecordCodec.verify(record, header: header, name: name, store: store.path)
+        let m = (0..<3).map { i in
+            MXFP4Matrix(rows: logical[i][0], columns: logical[i][1], packed: Array(RecordCodec.tensorBytes(record, header: header, index: i)))
+        }
+        MappedPages.release(record)
+        return WeightSwiGLU(gate: m[0], up: m[1], down: m[2])
     }
 }

@@ -18,7 +18,7 @@ public final class CheckpointDirectory: TensorProvider {
     /// The derivations a checkpoint is read with unless told otherwise, in order: each sees
     /// only the stored tensors that earlier ones did not consume, so a family's own layout
     /// comes before the generic fused one.
-    public static let standardDerivations: [any TensorDerivation] = [GptOssExpertTensors(), FusedExpertTensors()]
+    public static let standardDerivations: [any TensorDerivation] = [MXFP4ExpertTensors(), GptOssExpertTensors(), FusedExpertTensors()]
 
     public init(url: URL, derivations: [any TensorDerivation] = CheckpointDirectory.standardDerivations) throws {
         self.url = url

@@ -17,6 +17,8 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     /// A tensor whose shape or companions do not fit the layout it is stored in (a fused
     /// expert tensor of the wrong shape, a quantized tensor without its scales, …).
     case malformedTensor(file: String, tensor: String, reason: String)
+    /// An FP8 checkpoint read without asking for its weights to be widened.
+    case needsDequantization(file: String, tensor: String, dtype: String)
 
     public var description: String {
         switch self {
@@ -48,6 +50,9 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
             return "\(file): malformed shard index: \(reason)"
         case let .malformedTensor(file, tensor, reason):
             return "\(file): tensor '\(tensor)': \(reason)"
+        case let .needsDequantization(file, tensor, dtype):
+            return "\(file): tensor '\(tensor)' is stored as \(dtype) (block-scaled FP8), which MoEKit does not keep as stored; "
+                + "pass --dequantize to widen the FP8 weights to BF16 at import"
         }
     }
 }

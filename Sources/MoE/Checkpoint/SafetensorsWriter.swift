@@ -41,14 +41,17 @@ public struct SafetensorsWriter {
         case .bool: return 0
         case .u8: return 1
         case .i8: return 2
-        case .i16: return 3
-        case .f16: return 4
-        case .bf16: return 5
-        case .i32: return 6
-        case .u32: return 7
-        case .f32: return 8
-        case .f64: return 9
-        case .i64: return 10
+        case .f8e5m2: return 3
+        case .f8e4m3: return 4
+        case .f8e8m0: return 5
+        case .i16: return 6
+        case .f16: return 7
+        case .bf16: return 8
+        case .i32: return 9
+        case .u32: return 10
+        case .f32: return 11
+        case .f64: return 12
+        case .i64: return 13
         }
     }
 

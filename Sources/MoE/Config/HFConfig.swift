@@ -59,6 +59,9 @@ public struct HFConfig: Decodable, Sendable {
     /// Multi-token-prediction layers stored after the decoder layers (GLM-4.5, DeepSeek-V3).
     public var numNextnPredictLayers: Int?
 
+    /// How the checkpoint's weights are quantized (FP8 block scales, MXFP4, …); nil when they are not.
+    public var quantizationConfig: QuantizationConfig?
+
     public var bosTokenId: Int?
     public var eosTokenId: TokenIDList?
 
@@ -82,6 +85,7 @@ public struct HFConfig: Decodable, Sendable {
         case nGroup = "n_group", topkGroup = "topk_group", scoringFunc = "scoring_func", topkMethod = "topk_method"
         case ropeInterleave = "rope_interleave", useQkNorm = "use_qk_norm", numNextnPredictLayers = "num_nextn_predict_layers"
         case bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
+        case quantizationConfig = "quantization_config"
     }
 
     /// Decodes `config.json`, naming the file in any error.
