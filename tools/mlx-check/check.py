@@ -17,7 +17,8 @@ Experts are stacked per projection as <moe module>.switch_mlp.{gate,up,down}_pro
 Per plan it prints: tensors compared; the largest difference against the HF export (which
 rounds dequantized weights to the imported dtype, BF16 here, so up to 2^-8 relative is
 rounding); and the largest |Δlogit| and argmax agreement of transformers running the MLX
-weights (dequantized to f32, unstacked to per-expert names) against MoEKit running the plan.
+weights (dequantized to f32, unstacked to per-expert names) against MoEKit running the plan,
+and against transformers running the HF export (which isolates the export from MoEKit's kernels).
 MoEKit multiplies 4- and 8-bit codes with 8-bit activations, so quantized plans differ by
 that rounding too. Exit status 1 if a tensor exceeds rounding or a tensor is missing.
 """
@@ -161,10 +162,18 @@ def main():
                 theirs = model(torch.tensor([ids])).logits[0]
             dlogit = (ours - theirs).abs().max().item()
             agree = (ours.argmax(-1) == theirs.argmax(-1)).float().mean().item()
+            # The HF export in transformers too: what separates the two exports is only the
+            # HF export's rounding to BF16, whatever MoEKit's own kernels add.
+            hf_model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32, attn_implementation="eager").eval()
+            with torch.no_grad():
+                hf_logits = hf_model(torch.tensor([ids])).logits[0]
+            dexport = (hf_logits - theirs).abs().max().item()
+            dhf = (ours - hf_logits).abs().max().item()
             q = config.get("quantization")
             print(f"{plan}: {len(reference)} tensors, quantization {json.dumps(q) if q else 'none'}; "
                   f"max |Δ| vs HF export {worst:.2e} (BF16 rounding); transformers on the MLX weights vs moekit: "
-                  f"max |Δlogit| {dlogit:.2e}, argmax agreement {agree:.0%}")
+                  f"max |Δlogit| {dlogit:.2e}, argmax agreement {agree:.0%}; transformers on the HF export vs on the MLX weights "
+                  f"{dexport:.2e}, HF export vs moekit {dhf:.2e}")
     sys.exit(1 if failed else 0)
 
 
