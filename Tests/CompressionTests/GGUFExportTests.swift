@@ -8,35 +8,7 @@ import XCTest
 /// GGUF exports of the default model (models/moekit-tiny, qwen3_moe, BF16) and its plans,
 /// read back with a reader of the format written here: llama.cpp's names, shapes and types,
 /// and tensors that dequantize to exactly the plan's weights where the mapping is exact.
-final class GGUFExportTests: XCTestCase {
-    static let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("models/moekit-tiny")
-    var directory: URL!
-    var store: ExpertStore!
-    let sequences = (0..<3).map { s in (0..<16).map { (($0 + 3) * (s + 5) * 37) % 8000 + 3 } }
-
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("gguf-export-\(UUID().uuidString)")
-        let url = directory.appendingPathComponent("store")
-        _ = try StoreImporter(checkpoint: Self.model, store: url).run()
-        store = try ExpertStore(url: url, readOnly: false)
-    }
-
-    override func tearDownWithError() throws {
-        store = nil
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    func slim(_ name: String, _ configure: (inout SlimOptions) -> Void) throws -> CompressionPlan {
-        let profile = try CalibrationProfiler(fingerprint: store.fingerprint()!, source: "test")
-            .profile(model: store.loadModel(), sequences: sequences)
-        var options = SlimOptions(name: name)
-        configure(&options)
-        let slimmer = try Slimmer(store: store)
-        try slimmer.commit(try slimmer.slim(profile: profile, profileName: "test", options: options, calibration: sequences))
-        return try PlanLoader.plan(named: name, in: store)
-    }
-
+final class GGUFExportTests: DefaultModelStoreCase {
     func export(_ plan: CompressionPlan?) throws -> (GGUFExportSummary, MiniGGUF) {
         let url = directory.appendingPathComponent("\(plan?.name ?? "full").gguf")
         let summary = try GGUFExporter(store: store).export(plan: plan, to: url)

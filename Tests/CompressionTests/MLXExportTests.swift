@@ -7,35 +7,7 @@ import XCTest
 /// MLX exports of the default model (qwen3_moe, BF16) and its plans, read back with MLX's own
 /// rules written here: codes as a least-significant-bit-first stream of uint32 words per row,
 /// `w = scale·q + bias` with f16 scales and biases per group.
-final class MLXExportTests: XCTestCase {
-    static let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("models/moekit-tiny")
-    var directory: URL!
-    var store: ExpertStore!
-    let sequences = (0..<3).map { s in (0..<16).map { (($0 + 3) * (s + 7) * 41) % 8000 + 3 } }
-
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("mlx-export-\(UUID().uuidString)")
-        let url = directory.appendingPathComponent("store")
-        _ = try StoreImporter(checkpoint: Self.model, store: url).run()
-        store = try ExpertStore(url: url, readOnly: false)
-    }
-
-    override func tearDownWithError() throws {
-        store = nil
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    func slim(_ name: String, _ configure: (inout SlimOptions) -> Void) throws -> CompressionPlan {
-        let profile = try CalibrationProfiler(fingerprint: store.fingerprint()!, source: "test")
-            .profile(model: store.loadModel(), sequences: sequences)
-        var options = SlimOptions(name: name)
-        configure(&options)
-        let slimmer = try Slimmer(store: store)
-        try slimmer.commit(try slimmer.slim(profile: profile, profileName: "test", options: options, calibration: sequences))
-        return try PlanLoader.plan(named: name, in: store)
-    }
-
+final class MLXExportTests: DefaultModelStoreCase {
     func export(_ plan: CompressionPlan) throws -> (ExportSummary, SafetensorsFile, [String: Any]) {
         let out = directory.appendingPathComponent("mlx-\(plan.name)")
         let summary = try MLXExporter(store: store).export(plan: plan, to: out)

@@ -85,12 +85,7 @@ public struct GGUFExporter {
                                  architecture: GGUFArchitecture, choices: inout [GGUFTypeChoice]) throws {
         let dense = try StoreTensorProvider(store: store)
         let names = description.names
-        var routerRows = [String: [Int]]()
-        for l in description.moeLayerIndices {
-            let survivors = plan.layers[l]!.expertMap.survivingExperts
-            routerRows[names.router(l)] = survivors
-            routerRows[names.correctionBias(l)] = survivors
-        }
+        let routerRows = PlanExporter.routerRows(plan, description: description)
         let quantization = plan.denseQuantization
         let quantized = Set(quantization?.tensors ?? [])
         let a = description.attention

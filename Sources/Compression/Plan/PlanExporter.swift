@@ -139,14 +139,7 @@ public struct PlanExporter {
                                 quantized: (inout ShardedSafetensorsWriter, String, TensorLayout, DenseQuantization) throws -> Void) throws {
         let dense = try StoreTensorProvider(store: store)
         let quantizedDense = Set(plan.denseQuantization?.tensors ?? [])
-        let names = description.names
-        var routerRows = [String: [Int]]()
-        for l in description.moeLayerIndices {
-            let survivors = plan.layers[l]!.expertMap.survivingExperts
-            routerRows[names.router(l)] = survivors
-            routerRows[names.correctionBias(l)] = survivors
-            routerRows[names.routerBias(l)] = survivors
-        }
+        let routerRows = Self.routerRows(plan, description: description)
         for name in dense.names {
             let layout = try dense.layout(name)
             if let rows = routerRows[name] {
@@ -165,6 +158,18 @@ public struct PlanExporter {
                 }
             }
         }
+    }
+
+    /// The dense tensors that hold one row (or entry) per routed expert, each with the rows
+    /// of the plan's kept experts: the router, DeepSeek's correction bias, gpt-oss's router bias.
+    static func routerRows(_ plan: CompressionPlan, description: ModelDescription) -> [String: [Int]] {
+        let names = description.names
+        var rows = [String: [Int]]()
+        for l in description.moeLayerIndices {
+            let survivors = plan.layers[l]!.expertMap.survivingExperts
+            for name in [names.router(l), names.correctionBias(l), names.routerBias(l)] { rows[name] = survivors }
+        }
+        return rows
     }
 
     /// The dtype rebuilt weights are written in: the imported one when it is a float type

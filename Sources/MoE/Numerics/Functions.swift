@@ -24,20 +24,10 @@ public enum Functions {
     }
 
     /// Numerically stable softmax of a slice, in place.
-    public static func softmax(_ v: UnsafeMutableBufferPointer<Float>) {
-        guard let maxValue = v.max() else { return }
-        var sum: Float = 0
-        for i in 0..<v.count {
-            let e = Foundation.exp(v[i] - maxValue)
-            v[i] = e
-            sum += e
-        }
-        let inverse = 1 / sum
-        for i in 0..<v.count { v[i] *= inverse }
-    }
+    public static func softmax(_ v: UnsafeMutableBufferPointer<Float>) { softmax(v, sink: -.infinity) }
 
     /// Softmax with one more logit, `sink`, in the denominator only (gpt-oss's attention
-    /// sinks): the probabilities of `v` then sum to less than one.
+    /// sinks): the probabilities of `v` then sum to less than one. A sink of -∞ adds nothing.
     public static func softmax(_ v: UnsafeMutableBufferPointer<Float>, sink: Float) {
         let maxValue = max(v.max() ?? sink, sink)
         var sum = Foundation.exp(sink - maxValue)
