@@ -64,6 +64,22 @@ final class KilledImportTests: StoreTestCase {
         }
     }
 
+    /// What an import killed between creating LMDB's files and its first commit leaves: an
+    /// empty data.mdb and lock.mdb. Opening it says nothing was committed (LMDB itself, read
+    /// only, fails with a bare EBADF), and importing again completes it.
+    func testEmptyDataFileIsNotAStoreAndImportCompletesIt() throws {
+        let store = scratchURL("store-empty")
+        try FileManager.default.createDirectory(at: store, withIntermediateDirectories: true)
+        for file in ["data.mdb", "lock.mdb"] {
+            XCTAssertTrue(FileManager.default.createFile(atPath: store.appendingPathComponent(file).path, contents: Data()))
+        }
+        XCTAssertThrowsError(try ExpertStore(url: store)) { error in
+            guard case let StoreError.notAStore(_, reason) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains("empty"), reason)
+        }
+        try assertRecovers(store: store, family: "deepseek_v3", expectCompleted: nil)
+    }
+
     /// Readers in other processes and in this one, all at once, all read-only.
     func testReadOnlyStoreReadByManyProcessesAtOnce() throws {
         let storeURL = try importedStore(StoreFixtures.url("qwen3_moe"))

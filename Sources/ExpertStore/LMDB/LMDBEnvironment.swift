@@ -53,6 +53,12 @@ final class LMDBEnvironment: @unchecked Sendable {
         if let existingSize, existingSize > 0, existingSize < 2 * pageSize {
             throw StoreError.truncated(path: path, expectedBytes: 2 * pageSize, actualBytes: existingSize)
         }
+        // An empty data file is an import killed before its first commit: nothing is there.
+        // (Opened read-only, LMDB would have to initialise it and its lock file, and fails
+        // with a bare EBADF.)
+        if readOnly, existingSize == 0 {
+            throw StoreError.notAStore(path: path, reason: "\(Self.dataFile) is empty: an import was stopped before it committed anything; run `moekit import --store \(path)`")
+        }
         var env: OpaquePointer?
         try Self.check(mdb_env_create(&env), path: path, "mdb_env_create")
         guard let env else { throw StoreError.lmdb(path: path, operation: "mdb_env_create", code: -1, message: "no handle") }
