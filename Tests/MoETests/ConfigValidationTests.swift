@@ -226,7 +226,7 @@ final class ConfigValidationTests: XCTestCase {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("config-fuzz-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
         var random = SplitMix64(seed: 16)
-        let fixtures = Self.families + ["deepseek_v3_yarn", "deepseek_v3_nolora"]
+        let fixtures = Self.families + ["deepseek_v3_yarn", "deepseek_v3_nolora", "gpt_oss"]
         let extraKeys = ["head_dim", "num_key_value_heads", "partial_rotary_factor", "sliding_window", "decoder_sparse_step",
                          "mlp_only_layers", "clip_qkv", "rope_theta", "rope_parameters.factor", "rope_parameters.rope_type"]
         func value() -> Any {
