@@ -99,9 +99,9 @@ public struct GGUFExporter {
             // Row order for llama's interleaved RoPE (q and k of Mixtral); nil: as stored.
             var rowOrder: [Int]?
             if architecture.permutesQueryKey, a.latent == nil {
-                if spec.name == names.attention(spec.name.layerIndex ?? -1, "q_proj.weight") {
+                if spec.name == names.attention(TensorNames.layerIndex(of: spec.name) ?? -1, "q_proj.weight") {
                     rowOrder = GGUFArchitecture.interleavedRopeRows(rows: shape[0], heads: a.headCount)
-                } else if spec.name == names.attention(spec.name.layerIndex ?? -1, "k_proj.weight") {
+                } else if spec.name == names.attention(TensorNames.layerIndex(of: spec.name) ?? -1, "k_proj.weight") {
                     rowOrder = GGUFArchitecture.interleavedRopeRows(rows: shape[0], heads: a.keyValueHeadCount)
                 }
             }
@@ -220,13 +220,6 @@ final class LayerRecords {
     func release() { held = nil }
 }
 
-extension String {
-    /// `N` of a checkpoint name `model.layers.N.…`.
-    fileprivate var layerIndex: Int? {
-        let parts = split(separator: ".", maxSplits: 3)
-        return parts.count > 2 && parts[0] == "model" && parts[1] == "layers" ? Int(parts[2]) : nil
-    }
-}
 
 /// What one tensor of the GGUF file was written as, and from what.
 public struct GGUFTypeChoice: Sendable, Codable, Equatable {

@@ -32,7 +32,7 @@ public struct FusedExpertTensors: TensorDerivation {
             guard down.dtype == gateUp.dtype, gateUp.dtype.isFloatingPoint else {
                 throw malformed(downName, "dtype \(down.dtype.rawValue) must be the floating-point dtype of '\(name)' (\(gateUp.dtype.rawValue))")
             }
-            let layer = Self.layerIndex(module)
+            let layer = TensorNames.layerIndex(of: module)
             let projectionBytes = width * hidden * gateUp.dtype.byteSize
             for e in 0..<experts {
                 let gateStart = 2 * e * projectionBytes
@@ -55,12 +55,5 @@ public struct FusedExpertTensors: TensorDerivation {
             }
         }
         return out
-    }
-
-    /// `L` in `model.layers.L.<module>`.
-    static func layerIndex(_ module: String) -> Int? {
-        let parts = module.split(separator: ".")
-        guard parts.count >= 3, parts[0] == "model", parts[1] == "layers" else { return nil }
-        return Int(parts[2])
     }
 }

@@ -79,7 +79,7 @@ public struct GptOssExpertTensors: TensorDerivation {
                 }
                 hidden = downBias.shape[1]
             }
-            let layer = FusedExpertTensors.layerIndex(module)
+            let layer = TensorNames.layerIndex(of: module)
             func target(_ e: Int, _ projection: Projection, bias: Bool) -> String {
                 if let l = layer, let familyNames = context.names {
                     return bias ? familyNames.expertBias(l, e, projection) : familyNames.expert(l, e, projection)

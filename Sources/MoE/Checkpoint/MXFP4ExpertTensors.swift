@@ -37,7 +37,7 @@ public struct MXFP4ExpertTensors: TensorDerivation {
                 throw CheckpointError.malformedTensor(file: context.file, tensor: down.blocks,
                     reason: "must be [experts, hidden, intermediate/32, 16] = \([experts, hidden, width / 32, 16]) to match '\(gateUp.blocks)'; it is \([down.experts, down.rows, down.groups, 16])")
             }
-            let layer = FusedExpertTensors.layerIndex(module)
+            let layer = TensorNames.layerIndex(of: module)
             for e in 0..<experts {
                 let parts: [(Projection, Projection3D, [Int])] = [
                     (.gate, gateUp, (0..<width).map { e * gateUp.rows + 2 * $0 }),

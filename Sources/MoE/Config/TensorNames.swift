@@ -46,6 +46,12 @@ public struct TensorNames: Codable, Sendable, Equatable {
 
     public func layer(_ l: Int) -> String { "model.layers.\(l)." }
 
+    /// `N` of a name under `model.layers.N` (a tensor or a module), nil for any other name.
+    public static func layerIndex(of name: String) -> Int? {
+        let parts = name.split(separator: ".", maxSplits: 3)
+        return parts.count > 2 && parts[0] == "model" && parts[1] == "layers" ? Int(parts[2]) : nil
+    }
+
     /// A tensor of the attention block, e.g. `attention(0, "q_proj.weight")`.
     public func attention(_ l: Int, _ suffix: String) -> String { layer(l) + "self_attn." + suffix }
 
