@@ -53,7 +53,10 @@ public struct Router: Sendable {
     }
 
     /// Routes one token given its router logits (`expertCount` values).
-    public func route(logits: UnsafeBufferPointer<Float>) -> RoutingDecision {
+    public func route(logits: UnsafeBufferPointer<Float>) -> RoutingDecision { route(logits: logits, skipping: skip) }
+
+    /// Routes one token with `rule` in place of the router's own skip rule (nil: every chosen expert runs).
+    public func route(logits: UnsafeBufferPointer<Float>, skipping rule: ExpertSkip?) -> RoutingDecision {
         precondition(logits.count == config.expertCount)
         let scores = scores(logits: logits)
         var choice = scores
@@ -65,7 +68,7 @@ public struct Router: Sendable {
         }
         if config.groupCount > 1 { maskWeakGroups(&choice) }
         var chosen = Self.topIndices(choice, k: config.topK)
-        if let skip { chosen = skipped(chosen, scores: scores, rule: skip) }
+        if let rule { chosen = skipped(chosen, scores: scores, rule: rule) }
         let raw = chosen.map { scores[$0] }
         var gates = raw
         if config.normalizeTopK {

@@ -63,6 +63,7 @@ struct ModelOptions: ParsableArguments {
 extension WeightPrecision: ExpressibleByArgument {}
 extension PruningBudget: ExpressibleByArgument {}
 extension SlimOptions.NoviceFit: ExpressibleByArgument {}
+extension ExpertShrinking.Scope: ExpressibleByArgument {}
 
 /// Finds the bundled default model: `$MOEKIT_MODEL`, then `models/moekit-tiny` in the
 /// current directory or any parent, then next to the executable's build folder.

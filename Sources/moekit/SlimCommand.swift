@@ -17,7 +17,10 @@ struct SlimCommand: ParsableCommand {
         into constant outputs added outside the top-k with the gate the unpruned router gives them \
         (MoNE; vectors by --novice-fit mean or lsq). --refit then refits the kept experts' down \
         projections by ridge least squares, layer by layer, on calibration text run through the \
-        already-compressed layers. --merge clusters experts instead of dropping them. --bits \
+        already-compressed layers. --shrink removes that fraction of every kept expert's \
+        intermediate neurons, those with the least gate-weighted output energy on calibration \
+        text (CAMERA-P; --shrink-scope layer: one threshold per layer, so widths vary by expert), \
+        before the refit and quantization. --merge clusters experts instead of dropping them. --bits \
         quantizes every remaining expert, choosing each one's width by an exact knapsack that \
         minimises the block-output error measured on calibration text under the average-bit \
         budget (MC-MoE); --uniform-bits quantizes all at one width.
@@ -39,6 +42,8 @@ struct SlimCommand: ParsableCommand {
     @Option(help: "Experts chosen per token instead of the family's top-k: one value for every MoE layer, or one per MoE layer (e.g. 8,8,6,6).") var topK: TopKList?
     @Option(help: "Skip low-weight experts token by token: lu (Lu et al.: rank r runs while p_r ≥ β·p_1, β the median of p_r/p_1 in the profile; lu:Q another quantile), ser:KMIN,T (always the best KMIN, the rest while p_r > T·p_1) or top-p:P (the fewest experts whose probability reaches P).",
             transform: { try SkipSpecification(parsing: $0) }) var skip: SkipSpecification?
+    @Option(help: "Remove this fraction of each expert's intermediate neurons, lowest gate-weighted output energy first (pruning inside experts), in [0, 1).") var shrink: Double?
+    @Option(help: "Which neurons compete under --shrink: expert (each expert loses the same share) or layer (one threshold over a layer's experts).") var shrinkScope: ExpertShrinking.Scope = .expert
     @Flag(help: "Allow super experts to be pruned.") var pruneSuperExperts = false
     @Option(help: "Average bits per expert weight (mixed precision).") var bits: Double?
     @Option(help: "Quantize every expert at this width instead (2, 3, 4 or 8).") var uniformBits: Int?
@@ -53,15 +58,18 @@ struct SlimCommand: ParsableCommand {
     func validate() throws {
         try PlanNames.checkNew(name)
         if prune != nil && merge != nil { throw ValidationError("choose --prune or --merge, not both") }
-        if prune == nil && merge == nil && bits == nil && uniformBits == nil && denseBits == nil && topK == nil && skip == nil {
-            throw ValidationError("nothing to do: give --prune, --merge, --bits, --uniform-bits, --dense-bits, --top-k or --skip")
+        if prune == nil && merge == nil && bits == nil && uniformBits == nil && denseBits == nil && topK == nil && skip == nil && shrink == nil {
+            throw ValidationError("nothing to do: give --prune, --merge, --shrink, --bits, --uniform-bits, --dense-bits, --top-k or --skip")
         }
         if let prune, Criterion(rawValue: prune) == nil {
             throw ValidationError("unknown criterion '\(prune)'; choose one of \(Criterion.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         if let merge, SlimOptions.MergeMethod(rawValue: merge) == nil { throw ValidationError("unknown merge method '\(merge)'; choose hc-smoe or m-smoe") }
         if budget != .uniform && prune == nil { throw ValidationError("--budget \(budget.rawValue) needs --prune") }
-        if refit && prune == nil && merge == nil && topK == nil && skip == nil { throw ValidationError("--refit needs --prune, --merge, --top-k or --skip") }
+        if refit && prune == nil && merge == nil && topK == nil && skip == nil && shrink == nil {
+            throw ValidationError("--refit needs --prune, --merge, --shrink, --top-k or --skip")
+        }
+        if let shrink, !(shrink >= 0 && shrink < 1) { throw ValidationError("--shrink must be in [0, 1), got \(shrink)") }
         guard refitRidge > 0 else { throw ValidationError("--refit-ridge must be positive") }
         if noviceFit == .leastSquares && novices == 0 { throw ValidationError("--novice-fit lsq needs --novices") }
         guard keep > 0 && keep <= 1 else { throw ValidationError("--keep must be in (0, 1]") }
@@ -88,6 +96,8 @@ struct SlimCommand: ParsableCommand {
         options.refitRidge = refitRidge
         options.topK = topK?.counts
         options.skip = skip
+        options.shrink = shrink
+        options.shrinkScope = shrinkScope
         options.pruneSuperExperts = pruneSuperExperts
         options.averageBits = bits
         options.uniformBits = uniformBits
@@ -96,7 +106,7 @@ struct SlimCommand: ParsableCommand {
         options.denseBits = denseBits
 
         var calibration = [[Int]]()
-        if bits != nil || uniformBits != nil || refit || noviceFit == .leastSquares || budget == .search {
+        if bits != nil || uniformBits != nil || refit || shrink != nil || noviceFit == .leastSquares || budget == .search {
             let tokenizer = try StoreFiles.tokenizer(store)
             let source = calib ?? routing.source
             let data = try CalibrationData(contentsOf: URL(fileURLWithPath: source))
@@ -144,6 +154,9 @@ struct PlanSummary: Encodable {
     var topK: [Int]?
     var skip: String?
     var routingRules: [RoutingRule?]
+    /// `--shrink` and the narrowest and widest expert after it.
+    var shrink: Double?
+    var expertWidths: [Int]?
 
     init(result: SlimResult) {
         let plan = result.plan
@@ -164,12 +177,18 @@ struct PlanSummary: Encodable {
         topK = plan.recipe.topK
         skip = plan.recipe.skip
         routingRules = plan.layers.compactMap { $0.map { $0.expertMap.routingRule } }
+        shrink = plan.recipe.shrink
+        expertWidths = plan.recipe.expertWidths
     }
 
     var text: String {
         var lines = ["plan '\(name)' (\(method)): \(slots) expert slots over \(perLayerKept.count) layers (per layer: \(perLayerKept.map(String.init).joined(separator: ", ")))"]
         if novices > 0 { lines.append("novices (outside the top-k): \(novices)\(noviceFit.map { ", vectors by \($0)" } ?? "")") }
         if let refitRidge { lines.append("down projections refit by ridge least squares (α = \(refitRidge))") }
+        if let shrink, let widths = expertWidths, widths.count == 2 {
+            let range = widths[0] == widths[1] ? "\(widths[0])" : "\(widths[0])–\(widths[1])"
+            lines.append(String(format: "%.0f%% of expert neurons removed: experts are %@ neurons wide", 100 * shrink, range))
+        }
         if mergedGroups > 0 { lines.append("merged groups: \(mergedGroups)") }
         if let topK { lines.append("experts chosen per token: \(topK.map(String.init).joined(separator: ", ")) instead of the family's top-k") }
         if let skip {

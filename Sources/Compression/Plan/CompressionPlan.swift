@@ -122,6 +122,11 @@ public struct PlanRecipe: Codable, Sendable, Equatable {
     /// `--top-k` (one value, or one per MoE layer) and `--skip` as given (nil: the family's routing).
     public var topK: [Int]?
     public var skip: String?
+    /// `--shrink`: the fraction of expert neurons removed, and how (`ExpertShrinking.Scope`).
+    public var shrink: Double?
+    public var shrinkScope: String?
+    /// Widths of the experts after shrinking: the smallest and widest slot.
+    public var expertWidths: [Int]?
 
     public init(method: String) { self.method = method }
 }
@@ -152,6 +157,12 @@ public enum SlotPlan: Codable, Sendable, Equatable {
         case let .merged(members, _, _): return members
         case let .novice(e, _): return [e]
         }
+    }
+
+    /// Whether the slot computes from weights (an expert or a merged group), not a novice's constant.
+    public var isRouted: Bool {
+        if case .novice = self { return false }
+        return true
     }
 
     /// The store record (expert index and variant) that holds this slot's weights.

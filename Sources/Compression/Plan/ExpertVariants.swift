@@ -7,7 +7,7 @@ import MoE
 /// weights). The top four bits say what the record is:
 /// - `0x1` quantized with round-to-nearest at `bits`/`group`: the same for every plan, so shared;
 /// - `0x2` merged, `0x3` novice, `0x4` quantized for one plan (GPTQ, or from refit weights),
-///   `0x5` refit: they depend on the plan's profile, so the low bits carry a 20-bit tag of the
+///   `0x5` refit, `0x6` shrunk (neurons removed, `ExpertShrinking`): they depend on the plan's profile, so the low bits carry a 20-bit tag of the
 ///   plan name (and, for `0x4`, the bit width).
 public enum ExpertVariants {
     public static func quantized(_ format: QuantizationFormat) -> UInt32 {
@@ -17,6 +17,7 @@ public enum ExpertVariants {
     public static func novice(plan: String) -> UInt32 { 0x3000_0000 | planTag(plan) << 4 }
     public static func gptq(plan: String, bits: Int) -> UInt32 { 0x4000_0000 | planTag(plan) << 4 | UInt32(bits) }
     public static func refit(plan: String) -> UInt32 { 0x5000_0000 | planTag(plan) << 4 }
+    public static func shrunk(plan: String) -> UInt32 { 0x6000_0000 | planTag(plan) << 4 }
     public static func isRefit(_ variant: UInt32) -> Bool { variant >> 28 == 0x5 }
 
     /// FNV-1a of the plan name, folded to 20 bits.

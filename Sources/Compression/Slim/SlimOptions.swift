@@ -41,6 +41,10 @@ public struct SlimOptions: Sendable {
     public var topK: [Int]?
     /// Skip low-weight experts token by token (METHODS §14), after pruning or merging.
     public var skip: SkipSpecification?
+    /// Remove this fraction of the experts' intermediate neurons (pruning inside experts,
+    /// `ExpertShrinking`), after pruning or merging and before the refit (nil: keep every neuron).
+    public var shrink: Double?
+    public var shrinkScope: ExpertShrinking.Scope = .expert
     /// Prune super experts like any other (by default they are always kept).
     public var pruneSuperExperts = false
     /// Average bits per expert weight (nil: keep the stored precision).

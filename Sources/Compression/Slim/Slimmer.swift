@@ -37,6 +37,7 @@ public struct Slimmer {
     private func refuseMethodsBiasedExpertsLack(_ options: SlimOptions) throws {
         guard let l = description.moeLayerIndices.first(where: { description.layers[$0].moe!.expertFunction != .swiglu }) else { return }
         let methods = [options.merge != nil ? "merging (--merge)" : nil, options.refit ? "refit (--refit)" : nil,
+                       options.shrink != nil ? "shrinking (--shrink)" : nil,
                        options.averageBits != nil || options.uniformBits != nil ? "expert quantization (--bits/--uniform-bits)" : nil]
             .compactMap { $0 }
         guard methods.isEmpty else {
@@ -56,7 +57,7 @@ public struct Slimmer {
         let criteria = profile.criteria()
         let protected = options.pruneSuperExperts ? [] : profile.superExperts()
         var recipe = PlanRecipe(method: [options.prune.map { "prune:\($0.rawValue)" }, options.merge.map { "merge:\($0.rawValue)" },
-                                         options.refit ? "refit" : nil,
+                                         options.shrink.map { "shrink:\($0)" }, options.refit ? "refit" : nil,
                                          options.averageBits.map { "bits:\($0)" } ?? options.uniformBits.map { "uniform-bits:\($0)" }]
             .compactMap { $0 }.joined(separator: "+"))
         recipe.profiles = [profileName]
@@ -147,9 +148,22 @@ public struct Slimmer {
             recipe.skip = options.skip?.description
         }
 
-        // 1b. Recovery: refit down projections and fit novice vectors, layer by layer.
+        // 1b. Pruning inside experts: the lowest-energy neurons of every routed slot removed.
+        var narrowing = [Int: [Int: [Int]]]()              // layer → slot → kept neurons
+        let quantizes = options.averageBits != nil || options.uniformBits != nil
+        if let fraction = options.shrink {
+            let shrunk = try shrink(layers: &layers, derived: &derived, removing: fraction, options: options, calibration: calibration,
+                                    writesRecords: !options.refit && !quantizes, progress: progress)
+            narrowing = shrunk.narrowing
+            records += shrunk.records
+            recipe.shrink = fraction
+            recipe.shrinkScope = options.shrinkScope.rawValue
+            recipe.expertWidths = shrunk.widths
+        }
+
+        // 1c. Recovery: refit down projections and fit novice vectors, layer by layer.
         if options.refit || options.noviceFit == .leastSquares {
-            try recover(layers: &layers, derived: &derived, noviceVectors: &noviceVectors, options: options,
+            try recover(layers: &layers, derived: &derived, narrowing: narrowing, noviceVectors: &noviceVectors, options: options,
                         calibration: calibration, progress: progress)
             recipe.refitRidge = options.refit ? options.refitRidge : nil
             recipe.noviceFit = noviceCount > 0 ? options.noviceFit.rawValue : nil
@@ -162,8 +176,9 @@ public struct Slimmer {
 
         // 2. Precision: quantize every weight slot, at allocated or uniform widths.
         var bitHistogram = [Int: Int]()
-        if options.averageBits != nil || options.uniformBits != nil {
-            let quantized = try quantize(layers: &layers, derived: derived, options: options, calibration: calibration, progress: progress)
+        if quantizes {
+            let quantized = try quantize(layers: &layers, derived: derived, narrowing: narrowing, options: options,
+                                         calibration: calibration, progress: progress)
             records += quantized.records
             bitHistogram = quantized.histogram
         } else {
@@ -304,7 +319,7 @@ public struct Slimmer {
     /// and/or fits the novice vectors (`LayerRefit`), then moves the hidden states on through
     /// the recovered layer. Refit slots become `ExpertVariants.refit` variants held in
     /// `derived` (merged slots keep their variant, with the new down projection).
-    private func recover(layers: inout [LayerPlan?], derived: inout [Int: [Int: FeedForward]],
+    private func recover(layers: inout [LayerPlan?], derived: inout [Int: [Int: FeedForward]], narrowing: [Int: [Int: [Int]]],
                          noviceVectors: inout [Int: [Int: [Float]]], options: SlimOptions, calibration: [[Int]],
                          progress: (String) -> Void) throws {
         guard !calibration.isEmpty else {
@@ -313,17 +328,15 @@ public struct Slimmer {
         let refit = LayerRefit(refitsDown: options.refit, fitsNovices: options.noviceFit == .leastSquares, ridge: options.refitRidge)
         var replay = try RecoveryReplay(store: store, calibration: calibration, precision: options.replayPrecision)
         for l in 0..<description.layerCount {
-            guard var plan = layers[l], !plan.expertMap.isIdentity else {
+            // A layer whose routing and experts are all as imported has nothing to recover.
+            guard var plan = layers[l], !(plan.expertMap.isIdentity && narrowing[l] == nil && derived[l] == nil) else {
                 try replay.advance(layer: l, plan: nil, slots: [])
                 continue
             }
             func slotExperts() throws -> [any Expert] {
                 try plan.slots.enumerated().map { s, slot -> any Expert in
-                    switch slot {
-                    case let .expert(e, _): return try derived[l]?[s] ?? originalExpert(layer: l, expert: e)
-                    case .merged: return derived[l]![s]!
-                    case let .novice(e, _): return ConstantExpert(vector: noviceVectors[l]![e]!)
-                    }
+                    if case let .novice(e, _) = slot { return ConstantExpert(vector: noviceVectors[l]![e]!) }
+                    return try slotWeights(layer: l, slot: s, of: plan, derived: derived, narrowing: narrowing)!
                 }
             }
             let experts = try slotExperts()
@@ -357,6 +370,86 @@ public struct Slimmer {
         }
     }
 
+    // MARK: Pruning inside experts
+
+    /// A routed slot's weights as the plan has them so far: merged or refit weights, else the
+    /// imported expert, narrowed to its kept neurons if shrinking chose some (nil for a novice).
+    private func slotWeights(layer l: Int, slot s: Int, of plan: LayerPlan, derived: [Int: [Int: FeedForward]],
+                             narrowing: [Int: [Int: [Int]]]) throws -> FeedForward? {
+        let weights: FeedForward
+        switch plan.slots[s] {
+        case .novice: return nil
+        case let .expert(e, _): weights = try derived[l]?[s] ?? originalExpert(layer: l, expert: e)
+        case .merged: weights = derived[l]![s]!
+        }
+        guard let neurons = narrowing[l]?[s], neurons.count != weights.intermediateSize else { return weights }
+        return weights.keepingNeurons(neurons)
+    }
+
+    /// Scores every neuron of every routed slot on the tokens the full model routes to it
+    /// (`ExpertShrinking.neuronEnergy`) and keeps the best `1 − fraction`, layer by layer.
+    /// Merged slots are narrowed in `derived`; an expert's own slot becomes a shrunk variant
+    /// whose kept neurons are returned (its weights are cut from the imported ones when needed,
+    /// so no layer but the current one is held). `writesRecords`: nothing after this changes
+    /// the weights (no refit, no quantization), so the shrunk records are made here, and
+    /// written at once when streaming.
+    private func shrink(layers: inout [LayerPlan?], derived: inout [Int: [Int: FeedForward]], removing fraction: Double,
+                        options: SlimOptions, calibration: [[Int]], writesRecords: Bool, progress: (String) -> Void) throws
+        -> (narrowing: [Int: [Int: [Int]]], records: [ExpertRecord], widths: [Int]) {
+        guard fraction >= 0 && fraction < 1 else {
+            throw PlanError.invalid(plan: options.name, reason: "--shrink must be in [0, 1), got \(fraction)")
+        }
+        guard !calibration.isEmpty else {
+            throw PlanError.invalid(plan: options.name, reason: "shrinking scores neurons on calibration text; none was given")
+        }
+        let quantizes = options.averageBits != nil || options.uniformBits != nil
+        let dtype = try originalDType()
+        var narrowing = [Int: [Int: [Int]]](), records = [ExpertRecord](), widths = [Int]()
+        var source = try calibrationReplay(options: options, calibration: calibration, progress: progress)
+        for l in description.moeLayerIndices {
+            guard let plan = layers[l] else { continue }
+            let routed = try source.inputs(layer: l, progress: progress)
+            let slots = plan.slots.indices.filter { plan.slots[$0].isRouted }
+            let weights = try slots.map { try slotWeights(layer: l, slot: $0, of: plan, derived: derived, narrowing: [:])! }
+            let scores = zip(slots, weights).map { s, w in
+                let (x, gates, _) = routed.rows(layer: l, experts: plan.slots[s].experts)
+                return ExpertShrinking.neuronEnergy(w, x: x, gates: gates)
+            }
+            let granule = ExpertShrinking.granule(intermediateSize: description.layers[l].moe!.expertIntermediateSize,
+                                                  quantizationGroup: quantizes ? options.groupSize : nil)
+            let kept = ExpertShrinking.keptNeurons(scores: scores, removing: fraction, scope: options.shrinkScope, granule: granule)
+            var layerRecords = [ExpertRecord]()
+            for ((s, w), neurons) in zip(zip(slots, weights), kept) {
+                widths.append(neurons.count)
+                guard neurons.count < w.intermediateSize else { continue }   // nothing removed: the slot stays as it was
+                switch plan.slots[s] {
+                case .merged: derived[l]![s] = w.keepingNeurons(neurons)
+                case let .expert(e, _):
+                    let variant = ExpertVariants.shrunk(plan: options.name)
+                    layers[l]!.slots[s] = .expert(e, variant: variant)
+                    narrowing[l, default: [:]][s] = neurons
+                    if writesRecords {
+                        let key = ExpertKey(layer: l, expert: e, variant: ExpertVariant(rawValue: variant))
+                        layerRecords.append(ExpertVariants.record(key, weights: w.keepingNeurons(neurons), dtype: dtype))
+                    }
+                case .novice: break
+                }
+            }
+            if let sink = options.layerRecordSink { try sink(layerRecords) } else { records += layerRecords }
+            progress("shrunk layer \(l)")
+        }
+        return (narrowing, records, widths.isEmpty ? [] : [widths.min()!, widths.max()!])
+    }
+
+    /// The tokens every expert receives in the full model, with their gates: in memory, or
+    /// layer by layer from the store when the slim streams.
+    private func calibrationReplay(options: SlimOptions, calibration: [[Int]], progress: (String) -> Void) throws -> any CalibrationReplay {
+        if options.layerRecordSink != nil {
+            return try StreamedReplay(store: store, calibration: calibration, precision: options.replayPrecision)
+        }
+        return try InMemoryReplay(model: store.loadModel(precision: options.replayPrecision), calibration: calibration, progress: progress)
+    }
+
     // MARK: Quantization
 
     /// One quantized slot: its weights at a width, and the gate-weighted output error.
@@ -364,9 +457,11 @@ public struct Slimmer {
         var layer: Int
         var slot: Int
         var options: [(expert: QuantizedExpert?, error: Double)]
+        /// Weights in the slot's three projections (narrower for shrunk experts).
+        var parameters: Int
     }
 
-    private func quantize(layers: inout [LayerPlan?], derived: [Int: [Int: FeedForward]], options: SlimOptions,
+    private func quantize(layers: inout [LayerPlan?], derived: [Int: [Int: FeedForward]], narrowing: [Int: [Int: [Int]]], options: SlimOptions,
                           calibration: [[Int]], progress: (String) -> Void) throws -> (records: [ExpertRecord], histogram: [Int: Int]) {
         guard !calibration.isEmpty else {
             throw PlanError.invalid(plan: options.name, reason: "quantization measures errors on calibration text; none was given")
@@ -374,12 +469,7 @@ public struct Slimmer {
         let choices = options.uniformBits.map { [$0] } ?? options.bitChoices.sorted()
         let formats = try choices.map { try QuantizationFormat(bits: $0, groupSize: options.groupSize) }
         // Replay: the tokens every expert receives in the full model, with their gates.
-        func replay() throws -> any CalibrationReplay {
-            if options.layerRecordSink != nil {
-                return try StreamedReplay(store: store, calibration: calibration, precision: options.replayPrecision)
-            }
-            return try InMemoryReplay(model: store.loadModel(precision: options.replayPrecision), calibration: calibration, progress: progress)
-        }
+        func replay() throws -> any CalibrationReplay { try calibrationReplay(options: options, calibration: calibration, progress: progress) }
         // Streaming keeps no quantized weights across layers: with several widths it measures
         // every width's error in a first replay, allocates, then quantizes the chosen width of
         // each slot in a second replay (quantization is deterministic, so the weights are the ones measured).
@@ -390,7 +480,7 @@ public struct Slimmer {
         var source = try replay()
         for l in description.moeLayerIndices {
             guard layers[l] != nil else { continue }
-            let layerCandidates = try quantizeLayer(l, plan: layers[l]!, derived: derived, routed: source.inputs(layer: l, progress: progress),
+            let layerCandidates = try quantizeLayer(l, plan: layers[l]!, derived: derived, narrowing: narrowing, routed: source.inputs(layer: l, progress: progress),
                                                     formats: { _ in formats }, keepWeights: keepWeights, options: options)
             progress("quantized candidates of layer \(l)")
             if choices.count == 1 {
@@ -402,9 +492,9 @@ public struct Slimmer {
         }
         guard choices.count > 1, let average = options.averageBits else { return (records, histogram) }
         // Exact multiple-choice knapsack over code bits (scales and minimums are not budgeted).
-        let parameters = 3 * description.hiddenSize * (description.moeLayerIndices.first.map { description.layers[$0].moe!.expertIntermediateSize } ?? 0)
-        let items = candidates.map { c in zip(choices, c.options).map { BitAllocation.Option(bits: $0, cost: $0 * parameters, error: $1.error) } }
-        let picks = try BitAllocation.solve(items, budget: BitAllocation.budget(averageBits: average, parameterCount: parameters * candidates.count)).choices
+        let items = candidates.map { c in zip(choices, c.options).map { BitAllocation.Option(bits: $0, cost: $0 * c.parameters, error: $1.error) } }
+        let parameterCount = candidates.reduce(0) { $0 + $1.parameters }
+        let picks = try BitAllocation.solve(items, budget: BitAllocation.budget(averageBits: average, parameterCount: parameterCount)).choices
         if keepWeights {
             records += try apply(candidates, picks: picks, choices: choices, formats: formats, layers: &layers, histogram: &histogram, options: options)
             return (records, histogram)
@@ -414,7 +504,7 @@ public struct Slimmer {
         source = try replay()
         for l in description.moeLayerIndices {
             guard layers[l] != nil else { continue }
-            let chosen = try quantizeLayer(l, plan: layers[l]!, derived: derived, routed: source.inputs(layer: l, progress: progress),
+            let chosen = try quantizeLayer(l, plan: layers[l]!, derived: derived, narrowing: narrowing, routed: source.inputs(layer: l, progress: progress),
                                            formats: { [formats[pick["\(l)/\($0)"]!]] }, keepWeights: true, options: options)
             // Each candidate now holds only its chosen width; map it back to its index in `choices`.
             records += try apply(chosen, picks: chosen.map { _ in 0 }, choices: choices, formats: formats, layers: &layers,
@@ -435,16 +525,10 @@ public struct Slimmer {
     ///     Q_{j,b} = Σ_t ‖g_{t,j} Δ_{j,b}(x_t) + B_t‖² − ‖B_t‖²,   B_t = Σ_{k≠j} g_{t,k} Δ_{k,b₀}(x_t)
     ///
     /// (MC-MoE's block-output loss, METHODS §2, with the gates and the other experts present).
-    private func quantizeLayer(_ l: Int, plan layer: LayerPlan, derived: [Int: [Int: FeedForward]], routed: RoutedInputs,
+    private func quantizeLayer(_ l: Int, plan layer: LayerPlan, derived: [Int: [Int: FeedForward]], narrowing: [Int: [Int: [Int]]], routed: RoutedInputs,
                                formats: (Int) -> [QuantizationFormat], keepWeights: Bool, options: SlimOptions) throws -> [Candidate] {
         let d = description.hiddenSize
-        func weights(_ s: Int) throws -> FeedForward? {
-            switch layer.slots[s] {
-            case .novice: return nil
-            case let .expert(e, _): return try derived[l]?[s] ?? originalExpert(layer: l, expert: e)
-            case .merged: return derived[l]![s]!
-            }
-        }
+        func weights(_ s: Int) throws -> FeedForward? { try slotWeights(layer: l, slot: s, of: layer, derived: derived, narrowing: narrowing) }
         func quantized(_ w: FeedForward, _ x: Matrix, _ gates: [Float], _ format: QuantizationFormat) throws -> QuantizedExpert {
             options.gptq ? try gptq(w, x: x, gates: gates, format: format) : try QuantizedExpert(quantizing: w, format: format)
         }
@@ -493,7 +577,8 @@ public struct Slimmer {
                     }
                 }
             }
-            candidates.append(Candidate(layer: l, slot: s, options: zip(experts, errors).map { (keepWeights ? $0 : nil, $1) }))
+            candidates.append(Candidate(layer: l, slot: s, options: zip(experts, errors).map { (keepWeights ? $0 : nil, $1) },
+                                        parameters: w.gate.count + w.up.count + w.down.count))
         }
         return candidates
     }

@@ -52,7 +52,9 @@ struct DecoderLayer: Sendable {
         let mixed: Matrix
         switch feedForward {
         case let .dense(block): mixed = block.forward(normed)
-        case let .moe(block): mixed = try block.forward(normed, experts: experts, residual: observer == nil ? nil : hidden, observer: observer)
+        case let .moe(block):
+            mixed = try block.forward(normed, experts: experts, residual: observer == nil ? nil : hidden,
+                                      skips: block.rowSkips(segments), observer: observer)
         }
         LinearAlgebra.add(&hidden, mixed)
     }

@@ -49,13 +49,15 @@ struct MoEBlock: Sendable {
     /// Routes every token, then runs each chosen expert once on all the tokens sent to it.
     /// With an observer, also reports the routing and the per-slot expert outputs;
     /// `residual` is the residual stream entering the block (only needed for observation).
-    func forward(_ x: Matrix, experts: some ExpertSource, residual: Matrix? = nil,
+    /// `skips`, when given, is each row's skip rule in place of the router's (see `rowSkips`).
+    func forward(_ x: Matrix, experts: some ExpertSource, residual: Matrix? = nil, skips: [ExpertSkip?]? = nil,
                  observer: (any RoutingObserver)? = nil) throws -> Matrix {
         var logits = LinearAlgebra.linear(x, routerWeight)
         if let routerBias { LinearAlgebra.addBias(&logits, routerBias) }
         let decisions = logits.values.withUnsafeBufferPointer { all in
             (0..<x.rows).map { t in
-                router.route(logits: UnsafeBufferPointer(rebasing: all[(t * config.expertCount)..<((t + 1) * config.expertCount)]))
+                let row = UnsafeBufferPointer(rebasing: all[(t * config.expertCount)..<((t + 1) * config.expertCount)])
+                return skips.map { router.route(logits: row, skipping: $0[t]) } ?? router.route(logits: row)
             }
         }
         // Group (token, position in its decision, gate) by computation slot so each slot is one
@@ -150,5 +152,19 @@ struct MoEBlock: Sendable {
             ComputePool.forEach(experts.count) { i in out[i] = experts[i].forward(inputs[i]) }
         }
         return results
+    }
+}
+
+extension MoEBlock {
+    /// Each row's skip rule when some sequence of the batch brings its own (`SkipOverride`),
+    /// the router's for the others; nil when none does, so the usual path runs unchanged.
+    func rowSkips(_ segments: [SequenceSegment]) -> [ExpertSkip?]? {
+        guard segments.contains(where: { $0.skip != nil }) else { return nil }
+        var rules = [ExpertSkip?](repeating: router.skip, count: segments.last?.rows.upperBound ?? 0)
+        for segment in segments {
+            guard let override = segment.skip else { continue }
+            for r in segment.rows { rules[r] = override.layers[layer] }
+        }
+        return rules
     }
 }

@@ -48,29 +48,32 @@ public final class MoEModel: Sendable {
     /// Runs `tokens` (which follow the `cache.length` tokens already cached) and returns
     /// their next-token logits, one row of `vocabularySize` per token.
     /// An observer, when given, receives every MoE layer's routing and expert outputs.
-    public func forward(_ tokens: [Int], cache: inout KVCache, observer: (any RoutingObserver)? = nil) throws -> Matrix {
+    public func forward(_ tokens: [Int], cache: inout KVCache, skip: SkipOverride? = nil, observer: (any RoutingObserver)? = nil) throws -> Matrix {
         // A batch of one: the cache moves into the batch and back, without a copy.
         var caches = [KVCache]()
         caches.append(cache)
         cache = KVCache(layerCount: 0)
         defer { cache = caches[0] }
-        return try forward(batch: [tokens], caches: &caches, observer: observer)[0]
+        return try forward(batch: [tokens], caches: &caches, skips: skip.map { [$0] }, observer: observer)[0]
     }
 
     /// One step for several sequences at once: `batch[i]` are new tokens of the sequence whose
     /// cache is `caches[i]` (a prompt to prefill, or the one token to decode). Their rows are
     /// stacked so each weight matrix, and each expert chosen by any of them, is read once for
-    /// the whole batch. Returns each sequence's logits, one row per new token.
+    /// the whole batch. Returns each sequence's logits, one row per new token. `skips[i]`, when
+    /// given, replaces the plan's skip rule for sequence `i` (nil entries keep the plan's).
     ///
     /// Batched results equal separate forward passes within rounding (a product over several
     /// rows sums in another order than one over a single row). If it throws, the caches
     /// may hold part of the step and should be discarded.
-    public func forward(batch: [[Int]], caches: inout [KVCache], observer: (any RoutingObserver)? = nil) throws -> [Matrix] {
+    public func forward(batch: [[Int]], caches: inout [KVCache], skips: [SkipOverride?]? = nil,
+                        observer: (any RoutingObserver)? = nil) throws -> [Matrix] {
         precondition(batch.count == caches.count, "\(batch.count) sequences need as many caches, got \(caches.count)")
+        precondition(skips == nil || skips!.count == batch.count, "one skip rule (or nil) per sequence")
         let vocab = description.vocabularySize
         var segments = [SequenceSegment]()
         var start = 0
-        for (tokens, cache) in zip(batch, caches) {
+        for (i, (tokens, cache)) in zip(batch, caches).enumerated() {
             guard !tokens.isEmpty else { throw ModelError.emptyInput }
             if let bad = tokens.first(where: { $0 < 0 || $0 >= vocab }) {
                 throw ModelError.tokenOutOfRange(token: bad, vocabularySize: vocab)
@@ -78,7 +81,7 @@ public final class MoEModel: Sendable {
             guard cache.length + tokens.count <= description.maxPositionEmbeddings else {
                 throw ModelError.contextOverflow(requested: cache.length + tokens.count, limit: description.maxPositionEmbeddings)
             }
-            segments.append(SequenceSegment(rows: start..<(start + tokens.count), past: cache.length))
+            segments.append(SequenceSegment(rows: start..<(start + tokens.count), past: cache.length, skip: skips?[i]))
             start += tokens.count
         }
         guard !segments.isEmpty else { throw ModelError.emptyInput }

@@ -5,6 +5,8 @@
 struct SequenceSegment: Sendable {
     let rows: Range<Int>
     let past: Int
+    /// The sequence's own skip rule (nil: the plan's).
+    var skip: SkipOverride? = nil
 }
 
 extension [SequenceSegment] {
