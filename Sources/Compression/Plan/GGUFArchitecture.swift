@@ -30,9 +30,15 @@ struct GGUFArchitecture {
             let normalizes = description.moeLayerIndices.first.flatMap { description.layers[$0].moe }?.router.normalizeTopK ?? true
             return GGUFArchitecture(name: "glm4moe", permutesQueryKey: false, renormalizesTopK: normalizes)
         case .gptOss:
-            // llama.cpp's gpt-oss graph reads fused expert tensors with their biases
-            // (ffn_gate_up_exps, *_exps.bias), attention sinks and the sliding-window schedule.
-            throw .unsupportedFamily(description.family.rawValue, reason: "GGUF export of gpt-oss (llama.cpp's gpt-oss: fused expert tensors with biases, attention sinks, sliding-window layers) is not implemented")
+            // llama.cpp's gpt-oss graph: softmax over the chosen experts' logits (the router
+            // bias included), fused expert tensors with biases, sinks, and sliding-window
+            // attention on the even layers, full attention on the odd ones (its default
+            // sliding_window_pattern 2, which convert_hf_to_gguf.py relies on too).
+            let layers = description.attention.slidingWindowLayers ?? Array(0..<description.layerCount)
+            guard description.attention.slidingWindow == nil || layers == Array(stride(from: 0, to: description.layerCount, by: 2)) else {
+                throw .unsupportedFamily(description.family.rawValue, reason: "llama.cpp's gpt-oss graph slides the window on the even layers and attends fully on the odd ones; this model slides it on layers \(layers)")
+            }
+            return GGUFArchitecture(name: "gpt-oss", permutesQueryKey: false, renormalizesTopK: true)
         }
     }
 
@@ -95,6 +101,7 @@ struct GGUFArchitecture {
         if let clip = a.clipQKV { out.append(("attention.clamp_kqv", .float32(clip))) }
         if d.family == .glm4Moe || d.family == .deepseekV3 { out += groupLimitedRouterParameters(d, expertCount: expertCount) }
         if let latent = a.latent { out = Self.replacing(out, with: latentAttentionParameters(d, latent)) }
+        if d.family == .gptOss, let window = a.slidingWindow { out.append(("attention.sliding_window", .uint32(UInt32(window)))) }
         switch d.rope.kind {
         case "linear":
             out.append(("rope.scaling.type", .string("linear")))
@@ -143,11 +150,11 @@ struct GGUFArchitecture {
     }
 
     /// llama.cpp's name for a dense (non-expert) checkpoint tensor in this architecture's graph.
-    /// glm4moe has no `ffn_norm`: gguf-py maps `post_attention_layernorm` to its
-    /// `post_attention_norm`, which that graph applies before the feed-forward.
+    /// glm4moe and gpt-oss have no `ffn_norm`: gguf-py maps `post_attention_layernorm` to
+    /// their `post_attention_norm`, which those graphs apply before the feed-forward.
     func tensorName(_ checkpointName: String, names: TensorNames) -> String? {
         let generic = Self.tensorName(checkpointName, names: names)
-        if name == "glm4moe", let generic, generic.hasSuffix(".ffn_norm.weight") {
+        if name == "glm4moe" || name == "gpt-oss", let generic, generic.hasSuffix(".ffn_norm.weight") {
             return generic.replacingOccurrences(of: ".ffn_norm.weight", with: ".post_attention_norm.weight")
         }
         return generic
@@ -168,6 +175,7 @@ struct GGUFArchitecture {
         let block = "blk.\(l)."
         if rest == String(names.router(l).dropFirst(names.layer(l).count)) { return block + "ffn_gate_inp.weight" }
         if rest == String(names.correctionBias(l).dropFirst(names.layer(l).count)) { return block + "exp_probs_b.bias" }
+        if rest == String(names.routerBias(l).dropFirst(names.layer(l).count)) { return block + "ffn_gate_inp.bias" }
         if let gate = names.sharedExpertGateName(l), checkpointName == gate { return block + "ffn_gate_inp_shexp.weight" }
         for p in Projection.allCases {
             if let shared = names.sharedExpert(l, p), checkpointName == shared { return block + "ffn_\(p.rawValue)_shexp.weight" }
@@ -183,6 +191,8 @@ struct GGUFArchitecture {
             "self_attn.q_proj.bias": "attn_q.bias",
             "self_attn.k_proj.bias": "attn_k.bias",
             "self_attn.v_proj.bias": "attn_v.bias",
+            "self_attn.o_proj.bias": "attn_output.bias",
+            "self_attn.sinks": "attn_sinks.weight",
             "self_attn.q_norm.weight": "attn_q_norm.weight",
             "self_attn.k_norm.weight": "attn_k_norm.weight",
             // DeepSeek's latent attention (kv_b_proj is split, see GGUFLatentAttention).
@@ -198,6 +208,11 @@ struct GGUFArchitecture {
     /// llama.cpp's name of a layer's fused expert tensor, `[experts, rows, columns]`.
     static func expertTensorName(layer: Int, _ projection: Projection) -> String {
         "blk.\(layer).ffn_\(projection.rawValue)_exps.weight"
+    }
+
+    /// llama.cpp's name of a layer's fused expert biases (gpt-oss), `[experts, rows]`.
+    static func expertBiasName(layer: Int, _ projection: Projection) -> String {
+        "blk.\(layer).ffn_\(projection.rawValue)_exps.bias"
     }
 
     /// The row order convert_hf_to_gguf.py gives q (`heads` = attention heads) or k

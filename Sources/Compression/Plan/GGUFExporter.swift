@@ -47,6 +47,13 @@ public struct GGUFExporter {
            (description.rope.mscale ?? 1) != (all != 1 ? all : 1) {
             notes.append("llama.cpp's deepseek2 takes YaRN's mscale to be mscale_all_dim (\(all)) when that is not 1, but this model's mscale is \(description.rope.mscale ?? 1): its rotary scaling, and so its outputs, will differ from MoEKit's")
         }
+        if let moe = description.moeLayerIndices.first.flatMap({ description.layers[$0].moe }),
+           case let .clampedSwiGLU(alpha, limit) = moe.expertFunction.activation, alpha != 1.702 || limit != 7 {
+            notes.append("llama.cpp's gpt-oss graph clamps its SwiGLU with alpha 1.702 and limit 7 (it reads no key for them); this model's alpha is \(alpha) and limit \(limit), so its outputs will differ from MoEKit's")
+        }
+        if description.rope.kind == "yarn", description.rope.truncate == false {
+            notes.append("llama.cpp rounds YaRN's correction range to whole dimensions (it reads no truncate key); this model's rope_parameters say truncate false, so its rotary frequencies differ slightly from MoEKit's")
+        }
         if let count = description.predictionLayers?.count, count > 0 {
             notes.append(GGUFExporter.predictionLayerNote(count))
         }
@@ -236,7 +243,14 @@ public struct GGUFExporter {
                 let record = try layerRecords.read(key)
                 for p in 0..<3 { forms[p].append(try GGUFTensorEncoding.form(of: record, projection: p, store: store)) }
             }
-            let f = description.layers[l].moe!.expertIntermediateSize
+            let moe = description.layers[l].moe!
+            let f = moe.expertIntermediateSize
+            if moe.expertFunction.hasBias {
+                // gpt-oss: only the imported experts carry their biases in the store's form.
+                for key in keys where key.variant.rawValue != 0 || forms.joined().contains(where: { if case .codes = $0 { return true } else { return false } }) {
+                    throw GGUFExportError.unsupportedExpert("layer \(l) expert \(key.expert) is a quantized or derived variant; gpt-oss experts (with biases) export to GGUF only as imported")
+                }
+            }
             for (p, projection) in Projection.allCases.enumerated() {
                 let distinct = Array(Set(forms[p]))
                 let type = expertType == .q4_K ? .q4_K : GGUFTensorEncoding.type(for: distinct)
@@ -255,8 +269,23 @@ public struct GGUFExporter {
                         let encoded = GGUFTensorEncoding.encode(payload, as: type)
                         try encoded.withUnsafeBytes { try emit($0) }
                     }
+                    if p == 2 && !moe.expertFunction.hasBias { layerRecords.release() }
+                }
+            }
+            guard moe.expertFunction.hasBias else { continue }
+            // gpt-oss's expert biases, one F32 row per kept expert.
+            for (p, projection) in Projection.allCases.enumerated() {
+                let name = GGUFArchitecture.expertBiasName(layer: l, projection)
+                let rows = projection == .down ? h : f
+                try writer.addTensor(name, type: .f32, dimensions: [rows, keys.count]) { [store] emit in
+                    for key in keys {
+                        let record = try layerRecords.layer(l, keys: keys)[key]!
+                        let values = try GGUFTensorEncoding.bias(of: record, projection: p, store: store)
+                        try GGMLBlockEncoder.encode(values, as: .f32).withUnsafeBytes { try emit($0) }
+                    }
                     if p == 2 { layerRecords.release() }
                 }
+                choices.append(GGUFTypeChoice(tensor: name, type: "f32", from: forms[p].first?.description ?? "f32", exact: true))
             }
         }
     }
