@@ -17,7 +17,12 @@ import MoE
 ///   Q8_0 from the plan's dequantized weights;
 /// - a projection whose experts differ takes the widest form among them (8-bit over ≤4-bit,
 ///   a float type over codes, F32 over a mix of float types), and the others are converted.
+/// - with `expertType` `.q4_K`, every expert tensor is requantized to Q4_K from the plan's own
+///   weights (smaller files; never exact). MoEKit's grids never need Q4_K to be carried: its
+///   groups are multiples of 32 with f16 parameters, which Q4_1 holds exactly.
 /// `GGUFExportSummary.choices` says for every tensor what it was made from and whether exactly.
+/// Families: qwen3moe, qwen2moe, olmoe, llama (Mixtral), glm4moe, deepseek2 (DeepSeek-V3, MLA
+/// split as GGUFLatentAttention says) and gpt-oss (expert biases; imported experts only).
 ///
 /// As for the Hugging Face export, novices and unequal expert counts per layer have no form
 /// here (llama.cpp holds one `expert_count`) and are refused. Memory stays near one layer:
