@@ -14,6 +14,8 @@ enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
     case mlx
 }
 
+extension GGUFExpertType: ExpressibleByArgument {}
+
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
@@ -36,7 +38,9 @@ struct ExportCommand: ParsableCommand {
         quantization (and quantization_config) with the main format and one entry per module that differs.
         --format gguf writes one file (--out FILE.gguf) that llama.cpp loads unmodified: stored \
         BF16/F16/F32 weights as they are, 2-4-bit codes exactly as Q4_1, 8-bit codes requantized to \
-        Q8_0; the summary lists every choice and whether it is exact.
+        Q8_0; the summary lists every choice and whether it is exact. --gguf-expert-type q4_k writes \
+        the expert tensors as Q4_K instead (4.5 bits a weight, requantized from the plan's weights, \
+        never exact; rows must be multiples of 256).
         """)
 
     @Option(name: .long, help: "The expert store to export.") var store: String
@@ -44,12 +48,14 @@ struct ExportCommand: ParsableCommand {
     @Option(name: .long, help: "hf: a Hugging Face checkpoint folder; gguf: one GGUF file for llama.cpp; mlx: a folder for mlx-lm, codes kept.") var format: ExportFormat = .hf
     @Option(name: .long, help: "The folder to write (hf; it must not exist yet or be empty), or the file (gguf, --plan-json).") var out: String
     @Option(name: .long, help: "hf: the largest shard, as transformers takes it (500MB, 5GB, 2GiB or a byte count).") var maxShardSize: String = "5GB"
+    @Option(name: .long, help: "gguf: the expert tensors' type: plan (the plan's own form, exact where ggml has it) or q4_k (requantized to Q4_K, smaller).") var ggufExpertType: GGUFExpertType = .plan
     @Flag(help: "With --plan: write the plan document itself as JSON to --out (a file) instead of a checkpoint.") var planJSON = false
     @Flag(help: "Print the summary as JSON.") var json = false
 
     func validate() throws {
         do { _ = try ShardSize(maxShardSize) } catch { throw ValidationError(error.description) }
         if planJSON && format == .gguf { throw ValidationError("--plan-json writes the plan document; it does not take --format gguf") }
+        if ggufExpertType != .plan && format != .gguf { throw ValidationError("--gguf-expert-type applies to --format gguf only") }
         if format == .gguf {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
@@ -69,7 +75,7 @@ struct ExportCommand: ParsableCommand {
         }
         switch format {
         case .gguf:
-            let summary = try GGUFExporter(store: opened).export(plan: plan.map { try PlanLoader.plan(named: $0, in: opened) }, to: target)
+            let summary = try GGUFExporter(store: opened, expertType: ggufExpertType).export(plan: plan.map { try PlanLoader.plan(named: $0, in: opened) }, to: target)
             try Output.print(summary, json: json, text: (["\(out): GGUF v3, \(summary.architecture), plan '\(summary.plan)', \(summary.expertsPerLayer) experts per layer, \(summary.tensors) tensors, \(summary.fileBytes.formatted()) bytes"]
                 + summary.choiceLines.map { "  " + $0 } + summary.notes.map { "  note: " + $0 }).joined(separator: "\n"))
         case .hf, .mlx:

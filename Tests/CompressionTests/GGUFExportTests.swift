@@ -15,6 +15,67 @@ final class GGUFExportTests: DefaultModelStoreCase {
         return (summary, try MiniGGUF(Array(Data(contentsOf: url))))
     }
 
+    static let fixtures = model.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Tests/Fixtures")
+
+    /// A store of fixture `name` (Tests/Fixtures), with the default model's tokenizer copied
+    /// in (the fixtures have none; ids beyond the fixture's vocabulary are dropped).
+    func importFixture(_ name: String) throws -> ExpertStore {
+        let fm = FileManager.default
+        let checkpoint = directory.appendingPathComponent("ckpt-\(name)")
+        try fm.createDirectory(at: checkpoint, withIntermediateDirectories: true)
+        let files = try fm.contentsOfDirectory(atPath: Self.fixtures.appendingPathComponent(name).path)
+            .filter { $0 == "config.json" || ($0.hasPrefix("model") && $0.contains(".safetensors")) }
+        for file in files {
+            try fm.copyItem(at: Self.fixtures.appendingPathComponent("\(name)/\(file)"), to: checkpoint.appendingPathComponent(file))
+        }
+        for file in ["tokenizer.json", "tokenizer_config.json"] {
+            try fm.copyItem(at: Self.model.appendingPathComponent(file), to: checkpoint.appendingPathComponent(file))
+        }
+        let storeURL = directory.appendingPathComponent("store-\(name)")
+        _ = try StoreImporter(checkpoint: checkpoint, store: storeURL).run()
+        return try ExpertStore(url: storeURL)
+    }
+
+    /// `--gguf-expert-type q4_k` on the full (BF16) model: every expert tensor requantized.
+    func testQ4_KExpertsAreRequantizedAndSaySo() throws {
+        let url = directory.appendingPathComponent("q4k.gguf")
+        let summary = try GGUFExporter(store: store, expertType: .q4_K).export(plan: nil, to: url)
+        let file = try MiniGGUF(Array(Data(contentsOf: url)))
+        XCTAssertEqual(file["general.file_type"], "u32:14", "llama_ftype MOSTLY_Q4_K_S")
+        let expertChoices = summary.choices.filter { $0.tensor.hasSuffix("_exps.weight") }
+        XCTAssertEqual(expertChoices.count, 12)
+        XCTAssertTrue(expertChoices.allSatisfy { $0.type == "q4_K" && $0.from == "bf16" && !$0.exact })
+        XCTAssertTrue(summary.choiceLines.contains("12 tensors: q4_K from bf16 (requantized: not exact)"), "\(summary.choiceLines)")
+        // The other 38 tensors as stored; 32 experts of 256×256 per expert tensor at 144 bytes per 256 weights.
+        XCTAssertTrue(summary.choices.filter { !$0.tensor.hasSuffix("_exps.weight") }.allSatisfy(\.exact))
+        let info = try XCTUnwrap(file.info("blk.2.ffn_up_exps.weight"))
+        XCTAssertEqual(info.type, GGMLType.q4_K.rawValue)
+        XCTAssertEqual(info.dimensions, [256, 256, 32])
+        let perExpert = 256 * 144
+        XCTAssertEqual(file.info("blk.2.ffn_down_exps.weight")!.offset - info.offset, 32 * perExpert, "tensors in order gate, up, down")
+        // Layer 2, expert 9, up projection: each weight within one step of its 32-value
+        // sub-block's min–max grid.
+        let weights = try XCTUnwrap(store.expertRecord(ExpertKey(layer: 2, expert: 9)))
+        let stored = GGMLBlockEncoder.decode(weights.payloads[1], as: .bf16, count: 256 * 256)
+        let start = file.dataStart + info.offset + 9 * perExpert
+        let decoded = GGMLBlockEncoder.decode(Array(file.bytes[start..<(start + perExpert)]), as: .q4_K, count: 256 * 256)
+        for s in 0..<(stored.count / 32) {
+            let sub = stored[(s * 32)..<((s + 1) * 32)]
+            let step = (sub.max()! - min(0, sub.min()!)) / 15
+            for i in sub.indices { XCTAssertLessThanOrEqual(abs(decoded[i] - stored[i]), step, "value \(i)") }
+        }
+        XCTAssertNotEqual(decoded, stored)
+    }
+
+    func testQ4_KRefusesRowsThatAreNotWholeSuperBlocks() throws {
+        // The Mixtral fixture's experts have rows of 64 (gate, up) and 64 (down) values.
+        let mixtral = try importFixture("mixtral")
+        XCTAssertThrowsError(try GGUFExporter(store: mixtral, expertType: .q4_K).export(plan: nil, to: directory.appendingPathComponent("m.gguf"))) {
+            XCTAssertEqual($0 as? GGUFExportError, .rowsNotWholeBlocks(tensor: "blk.0.ffn_gate_exps.weight", columns: 64, type: "q4_K", blockSize: 256))
+            XCTAssertTrue(String(describing: $0).contains("'blk.0.ffn_gate_exps.weight' has rows of 64 values"))
+        }
+    }
+
     func testFullModelHasLlamaCppNamesShapesAndMetadata() throws {
         let (summary, file) = try export(nil)
         XCTAssertEqual(file.version, 3)
@@ -133,9 +194,12 @@ final class GGUFExportTests: DefaultModelStoreCase {
 
     func testUnsupportedFamiliesAndPlansAreRefused() throws {
         var description = try store.modelDescription()
-        description.family = .deepseekV3
+        // gpt-oss with its window on the odd layers: llama.cpp's graph slides it on the even ones.
+        description.family = .gptOss
+        description.attention.slidingWindow = 4
+        description.attention.slidingWindowLayers = [1, 3]
         XCTAssertThrowsError(try GGUFArchitecture.of(description)) {
-            XCTAssertTrue(String(describing: $0).contains("DeepSeek-V3"))
+            XCTAssertTrue(String(describing: $0).contains("this model slides it on layers [1, 3]"), "\($0)")
         }
         let qwen2 = try Data(contentsOf: Self.model.deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Tests/Fixtures/tokenizer/qwen2style/tokenizer.json"))
@@ -147,7 +211,6 @@ final class GGUFExportTests: DefaultModelStoreCase {
     /// The other families' fixtures (no tokenizer of their own: the default model's is copied
     /// in, its ids beyond the fixtures' 512 dropped) under llama.cpp's names for their graphs.
     func testOtherFamiliesTensorNames() throws {
-        let fixtures = Self.model.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Tests/Fixtures")
         let perLayer = ["attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate_inp",
                         "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"]
         let extra: [String: (architecture: String, names: [String])] = [
@@ -155,21 +218,8 @@ final class GGUFExportTests: DefaultModelStoreCase {
             "olmoe": ("olmoe", ["attn_q_norm", "attn_k_norm"]),
             "mixtral": ("llama", []),
         ]
-        let fm = FileManager.default
         for (fixture, (architecture, names)) in extra.sorted(by: { $0.key < $1.key }) {
-            let checkpoint = directory.appendingPathComponent("ckpt-\(fixture)")
-            try fm.createDirectory(at: checkpoint, withIntermediateDirectories: true)
-            let files = try fm.contentsOfDirectory(atPath: fixtures.appendingPathComponent(fixture).path)
-                .filter { $0 == "config.json" || ($0.hasPrefix("model") && $0.contains(".safetensors")) }
-            for file in files {
-                try fm.copyItem(at: fixtures.appendingPathComponent("\(fixture)/\(file)"), to: checkpoint.appendingPathComponent(file))
-            }
-            for file in ["tokenizer.json", "tokenizer_config.json"] {
-                try fm.copyItem(at: Self.model.appendingPathComponent(file), to: checkpoint.appendingPathComponent(file))
-            }
-            let storeURL = directory.appendingPathComponent("store-\(fixture)")
-            _ = try StoreImporter(checkpoint: checkpoint, store: storeURL).run()
-            let fixtureStore = try ExpertStore(url: storeURL)
+            let fixtureStore = try importFixture(fixture)
             let url = directory.appendingPathComponent("\(fixture).gguf")
             _ = try GGUFExporter(store: fixtureStore).export(plan: nil, to: url)
             let file = try MiniGGUF(Array(Data(contentsOf: url)))

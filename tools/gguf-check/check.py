@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """tools/gguf-check/check.py: checks MoEKit's GGUF exports against MoEKit itself.
 
-  compare --gguf F.gguf --hf DIR [--summary S.json]
+  compare --gguf F.gguf --hf DIR [--mlx DIR] [--summary S.json]
       Reads F.gguf with the `gguf` package, dequantizes every tensor and compares it with the
       same plan exported by `moekit export --format hf` (DIR/model.safetensors, read here with
-      numpy: no torch). Every tensor of each file must have its counterpart. Tensors the
-      export summary (`moekit export --format gguf --json`) calls exact must be equal value
-      for value; for the others the error is reported. Exit status 1 on any mismatch.
+      numpy: no torch). Every tensor of each file must have its counterpart. The HF export
+      writes a plan's quantized tensors dequantized and rounded to the imported dtype (BF16),
+      so for those the reference is the plan's own weights instead: its `--format mlx` export
+      (--mlx), which keeps MoEKit's codes, scales and minimums exactly, dequantized here with
+      MLX's affine rule (scale*q + bias in f32, what MoEKit computes). Tensors the export
+      summary (`moekit export --format gguf --json`) calls exact must be equal value for value;
+      for the others the error is reported. Exit status 1 on any mismatch.
 
   ppl --gguf F.gguf --store S [--plan P] --text FILE --llama-bin DIR --moekit BIN [--ctx 256] [--chunks 16]
       llama-perplexity on FILE against MoEKit's perplexity of the same text scored the same way
@@ -47,6 +51,51 @@ def read_safetensors(path):
         else:
             raise SystemExit(f"{path}: tensor {name} has dtype {dtype}, not a float type")
         out[name] = values.reshape(info["shape"])
+    return out
+
+
+def read_mlx_quantized(folder):
+    """HF name -> float32 weights of every quantized module of an MLX export: MLX's affine
+    layout (uint32 words, code k in bits [k*bits, (k+1)*bits) of the row's stream, least
+    significant first; scales and biases per group; w = scale*q + bias), experts unstacked
+    from switch_mlp to per-expert names."""
+    import pathlib
+    folder = pathlib.Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    quantization = config.get("quantization", {})
+    raw = {}
+    for shard in sorted(folder.glob("*.safetensors")):
+        with open(shard, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+            data = f.read()
+        kinds = {"U32": np.uint32, "F16": np.float16, "F32": np.float32, "BF16": np.uint16}
+        for name, info in header.items():
+            if name == "__metadata__" or info["dtype"] not in kinds:
+                continue
+            start, end = info["data_offsets"]
+            raw[name] = np.frombuffer(data[start:end], dtype=kinds[info["dtype"]]).reshape(info["shape"])
+    renames = {"gate_proj": "w1", "up_proj": "w3", "down_proj": "w2"} if config.get("model_type") == "mixtral" else {}
+    out = {}
+    for name, words in raw.items():
+        module = name[: -len(".weight")] if name.endswith(".weight") else None
+        if not module or module + ".scales" not in raw:
+            continue
+        entry = quantization.get(module, quantization)
+        bits, group = entry["bits"], entry["group_size"]
+        lead, width = words.shape[:-1], words.shape[-1]
+        stream = np.unpackbits(words.astype("<u4").view(np.uint8).reshape(*lead, width * 4), axis=-1, bitorder="little")
+        codes = stream.reshape(*lead, width * 32 // bits, bits).astype(np.uint32)
+        q = (codes << np.arange(bits, dtype=np.uint32)).sum(axis=-1).astype(np.float32)
+        scale = np.repeat(raw[module + ".scales"].astype(np.float32), group, axis=-1)
+        bias = np.repeat(raw[module + ".biases"].astype(np.float32), group, axis=-1)
+        w = scale * q + bias
+        if ".switch_mlp." in module:
+            prefix, projection = module.split(".switch_mlp.")
+            for e in range(w.shape[0]):
+                out[f"{prefix}.experts.{e}.{renames.get(projection, projection)}.weight"] = w[e]
+        else:
+            out[name] = w
     return out
 
 
@@ -108,6 +157,13 @@ def compare(args):
     reader = GGUFReader(args.gguf)
     arch = field(reader, "general.architecture")
     hf = read_safetensors(f"{args.hf}/model.safetensors")
+    replaced = 0
+    if args.mlx:
+        for name, weights in read_mlx_quantized(args.mlx).items():
+            if name not in hf or hf[name].shape != weights.shape:
+                raise SystemExit(f"{args.mlx}: quantized {name} has no counterpart of its shape in {args.hf}")
+            hf[name] = weights
+            replaced += 1
     exact_claims = {}
     if args.summary:
         with open(args.summary) as f:
@@ -153,6 +209,7 @@ def compare(args):
             flag = "MISMATCH (claimed exact)" if claimed and not equal else ("exact" if equal else "requantized")
             print(f"  {name:34s} {ttype:5s} from {source:12s} {flag:24s} max|d|={maxdiff:.3e} rel={rel:.3e}")
     print(json.dumps({"gguf": args.gguf, "architecture": arch, "tensors": len(rows), "exact": exact,
+                      "hf_tensors_replaced_by_plan_weights": replaced,
                       "not_exact": len(rows) - exact, "claimed_exact_but_differ": failures,
                       "worst_relative_error": max((r[5] for r in rows), default=0.0)}))
     return 1 if failures else 0
@@ -206,6 +263,7 @@ def main():
     c = sub.add_parser("compare")
     c.add_argument("--gguf", required=True)
     c.add_argument("--hf", required=True)
+    c.add_argument("--mlx", help="the plan's --format mlx export: the reference for its quantized tensors")
     c.add_argument("--summary")
     c.add_argument("--verbose", action="store_true")
     p = sub.add_parser("ppl")

@@ -72,28 +72,37 @@ prompt="def fibonacci(n):"
 new_tokens=32
 results="$work/results.jsonl"
 : > "$results"
-for plan in full reap50 q8g32 q4g32; do
-    out="$work/export-$plan"
-    rm -rf "$out" "$out.gguf"
+# Rows: the four plans, and the 4-bit plan again with its experts requantized to Q4_K
+# (--gguf-expert-type q4_k).
+for row in full reap50 q8g32 q4g32 q4g32:q4_k; do
+    plan="${row%%:*}"
+    expert_type=plan
+    [ "$row" = "$plan" ] || expert_type="${row#*:}"
+    out="$work/export-${row/:/-}"
+    rm -rf "$out" "$out-mlx" "$out.gguf"
     plan_args=()
     [ "$plan" = full ] || plan_args=(--plan "$plan")
     "$moekit" export --store "$store" "${plan_args[@]}" --out "$out" >&2
-    "$moekit" export --store "$store" "${plan_args[@]}" --format gguf --out "$out.gguf" --json > "$out.gguf.json"
-    "$moekit" export --store "$store" "${plan_args[@]}" --format gguf --out "$out.gguf" >&2
+    # The plan's own weights for the quantized tensors (codes kept), the reference of `compare`.
+    "$moekit" export --store "$store" "${plan_args[@]}" --format mlx --out "$out-mlx" >&2
+    "$moekit" export --store "$store" "${plan_args[@]}" --format gguf --gguf-expert-type "$expert_type" --out "$out.gguf" --json > "$out.gguf.json"
+    "$moekit" export --store "$store" "${plan_args[@]}" --format gguf --gguf-expert-type "$expert_type" --out "$out.gguf" >&2
     log "$plan: compare"
-    "$py" "$here/check.py" compare --gguf "$out.gguf" --hf "$out" --summary "$out.gguf.json" | tee -a "$results"
+    "$py" "$here/check.py" compare --gguf "$out.gguf" --hf "$out" --mlx "$out-mlx" --summary "$out.gguf.json" | tee -a "$results"
     log "$plan: perplexity"
     "$py" "$here/check.py" ppl --gguf "$out.gguf" --store "$store" "${plan_args[@]}" --text "$text" \
         --llama-bin "$llama_bin" --moekit "$moekit" --chunks "$chunks" | tee -a "$results"
-    "$moekit" eval --store "$store" --plan "$plan" --data "$text.jsonl" --window 256 --max-tokens $((chunks * 256)) --json \
-        > "$out.eval.json"
-    "$py" -c "import json,sys; r=json.load(open(sys.argv[1]))[0]; print(json.dumps({'plan': sys.argv[2], 'moekit_eval_ppl_all_positions': r['perplexity'], 'tokens': r['tokens']}))" \
-        "$out.eval.json" "$plan" | tee -a "$results"
+    if [ "$expert_type" = plan ]; then   # the same plan as the row before otherwise
+        "$moekit" eval --store "$store" --plan "$plan" --data "$text.jsonl" --window 256 --max-tokens $((chunks * 256)) --json \
+            > "$out.eval.json"
+        "$py" -c "import json,sys; r=json.load(open(sys.argv[1]))[0]; print(json.dumps({'plan': sys.argv[2], 'moekit_eval_ppl_all_positions': r['perplexity'], 'tokens': r['tokens']}))" \
+            "$out.eval.json" "$plan" | tee -a "$results"
+    fi
     log "$plan: greedy continuation"
     "$moekit" generate --store "$store" "${plan_args[@]}" "$prompt" --max-tokens "$new_tokens" 2>/dev/null > "$out.moekit.txt"
     "$llama_bin/llama-completion" -m "$out.gguf" -p "$prompt" -n "$new_tokens" --temp 0 -no-cnv --no-display-prompt \
         -c 256 -t 2 --no-warmup 2>/dev/null < /dev/null > "$out.llama.txt" || true
-    "$py" - "$plan" "$out.moekit.txt" "$out.llama.txt" <<'EOF2' | tee -a "$results"
+    "$py" - "$row" "$out.moekit.txt" "$out.llama.txt" <<'EOF2' | tee -a "$results"
 import json, sys
 plan, ours, theirs = sys.argv[1], open(sys.argv[2]).read().rstrip(), open(sys.argv[3]).read().rstrip()
 theirs = theirs.removesuffix("[end of text]").rstrip()

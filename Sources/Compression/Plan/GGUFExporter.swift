@@ -17,15 +17,25 @@ import MoE
 ///   Q8_0 from the plan's dequantized weights;
 /// - a projection whose experts differ takes the widest form among them (8-bit over ≤4-bit,
 ///   a float type over codes, F32 over a mix of float types), and the others are converted.
+/// - with `expertType` `.q4_K`, every expert tensor is requantized to Q4_K from the plan's own
+///   weights (smaller files; never exact). MoEKit's grids never need Q4_K to be carried: its
+///   groups are multiples of 32 with f16 parameters, which Q4_1 holds exactly.
 /// `GGUFExportSummary.choices` says for every tensor what it was made from and whether exactly.
+/// Families: qwen3moe, qwen2moe, olmoe, llama (Mixtral), glm4moe, deepseek2 (DeepSeek-V3, MLA
+/// split as GGUFLatentAttention says) and gpt-oss (expert biases; imported experts only).
 ///
 /// As for the Hugging Face export, novices and unequal expert counts per layer have no form
 /// here (llama.cpp holds one `expert_count`) and are refused. Memory stays near one layer:
 /// expert records are read when the writer reaches their layer and released after it.
 public struct GGUFExporter {
     public let store: ExpertStore
+    /// What the fused expert tensors are written as (`plan`: the plan's own form).
+    public let expertType: GGUFExpertType
 
-    public init(store: ExpertStore) { self.store = store }
+    public init(store: ExpertStore, expertType: GGUFExpertType = .plan) {
+        self.store = store
+        self.expertType = expertType
+    }
 
     /// `plan` nil: the full model as imported.
     public func export(plan: CompressionPlan?, to file: URL) throws -> GGUFExportSummary {
@@ -38,6 +48,17 @@ public struct GGUFExporter {
             notes.append("llama.cpp's \(architecture.name) graph \(architecture.renormalizesTopK ? "renormalises" : "does not renormalise") the top-\(moe.topK) routing weights but this model \(moe.router.normalizeTopK ? "does" : "does not"); its outputs will differ from MoEKit's")
         }
 
+        if description.family == .deepseekV3, description.rope.kind == "yarn", let all = description.rope.mscaleAllDim,
+           (description.rope.mscale ?? 1) != (all != 1 ? all : 1) {
+            notes.append("llama.cpp's deepseek2 takes YaRN's mscale to be mscale_all_dim (\(all)) when that is not 1, but this model's mscale is \(description.rope.mscale ?? 1): its rotary scaling, and so its outputs, will differ from MoEKit's")
+        }
+        if let moe = description.moeLayerIndices.first.flatMap({ description.layers[$0].moe }),
+           case let .clampedSwiGLU(alpha, limit) = moe.expertFunction.activation, alpha != 1.702 || limit != 7 {
+            notes.append("llama.cpp's gpt-oss graph clamps its SwiGLU with alpha 1.702 and limit 7 (it reads no key for them); this model's alpha is \(alpha) and limit \(limit), so its outputs will differ from MoEKit's")
+        }
+        if description.rope.kind == "yarn", description.rope.truncate == false {
+            notes.append("llama.cpp rounds YaRN's correction range to whole dimensions (it reads no truncate key); this model's rope_parameters say truncate false, so its rotary frequencies differ slightly from MoEKit's")
+        }
         if let count = description.predictionLayers?.count, count > 0 {
             notes.append(GGUFExporter.predictionLayerNote(count))
         }
@@ -62,7 +83,7 @@ public struct GGUFExporter {
         // `general.file_type` (llama_ftype) names the type most expert tensors have; llama.cpp only prints it.
         var expertTypes = [String: Int]()
         for c in choices where c.tensor.hasSuffix("_exps.weight") { expertTypes[c.type, default: 0] += 1 }
-        let fileTypes = ["f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "bf16": 32]
+        let fileTypes = ["f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q4_K": 14, "bf16": 32]
         if let main = expertTypes.max(by: { ($0.value, $1.key) < ($1.value, $0.key) })?.key, let fileType = fileTypes[main] {
             try writer.set("general.file_type", .uint32(UInt32(fileType)))
         }
@@ -90,6 +111,12 @@ public struct GGUFExporter {
         let quantized = Set(quantization?.tensors ?? [])
         let a = description.attention
         for spec in description.tensorInventory where spec.expert == nil && dense.contains(spec.name) {
+            let layer = TensorNames.layerIndex(of: spec.name) ?? -1
+            if let latent = a.latent, spec.name == names.attention(layer, "kv_b_proj.weight") {
+                try addLatentKeyValueSplit(spec.name, layer: layer, latent: latent, description: description, dense: dense,
+                                           quantization: quantized.contains(spec.name) ? quantization : nil, to: &writer, choices: &choices)
+                continue
+            }
             guard let name = architecture.tensorName(spec.name, names: names) else {
                 throw GGUFExportError.unsupportedTensor(spec.name, architecture: architecture.name)
             }
@@ -98,7 +125,14 @@ public struct GGUFExporter {
             if let rows = routerRows[spec.name] { shape[0] = rows.count }
             // Row order for llama's interleaved RoPE (q and k of Mixtral); nil: as stored.
             var rowOrder: [Int]?
-            if architecture.permutesQueryKey, a.latent == nil {
+            if let latent = a.latent {
+                // deepseek2 rotates adjacent pairs: a halves-rotating checkpoint's rope rows are reordered.
+                if [names.attention(layer, "q_b_proj.weight"), names.attention(layer, "q_proj.weight")].contains(spec.name) {
+                    rowOrder = GGUFLatentAttention.ropeRowOrder(rows: shape[0], headDim: a.queryKeyHeadDim, ropeDim: latent.ropeHeadDim, interleaved: description.rope.interleaved)
+                } else if spec.name == names.attention(layer, "kv_a_proj_with_mqa.weight") {
+                    rowOrder = GGUFLatentAttention.ropeRowOrder(rows: shape[0], headDim: shape[0], ropeDim: latent.ropeHeadDim, interleaved: description.rope.interleaved)
+                }
+            } else if architecture.permutesQueryKey {
                 if spec.name == names.attention(TensorNames.layerIndex(of: spec.name) ?? -1, "q_proj.weight") {
                     rowOrder = GGUFArchitecture.interleavedRopeRows(rows: shape[0], heads: a.headCount)
                 } else if spec.name == names.attention(TensorNames.layerIndex(of: spec.name) ?? -1, "k_proj.weight") {
@@ -153,6 +187,49 @@ public struct GGUFExporter {
         }
     }
 
+    /// `kv_b_proj` as deepseek2's `attn_k_b` and `attn_v_b` (GGUFLatentAttention): stored
+    /// floats keep their type; a plan's quantized kv_b_proj is written dequantized in F32
+    /// (exact), since the split rows are no longer the quantization's groups.
+    private func addLatentKeyValueSplit(_ tensor: String, layer l: Int, latent: LatentAttentionDescription, description: ModelDescription,
+                                        dense: StoreTensorProvider, quantization: DenseQuantization?,
+                                        to writer: inout GGUFWriter, choices: inout [GGUFTypeChoice]) throws {
+        let layout = try dense.layout(tensor)
+        let (heads, nope, v, rank) = (description.attention.headCount, latent.noPositionHeadDim, description.attention.valueHeadDim, latent.keyValueLoraRank)
+        guard layout.shape == [heads * (nope + v), rank] else {
+            throw CheckpointError.wrongShape(file: store.path, tensor: tensor, expected: [heads * (nope + v), rank], actual: layout.shape)
+        }
+        let type: GGMLType = quantization == nil ? GGUFTensorEncoding.floatType(layout.dtype) ?? .f32 : .f32
+        let from = quantization.map { "\($0.bits)-bit/g\($0.groupSize)" } ?? layout.dtype.rawValue.lowercased()
+        // Both halves come from one read, held (as LayerRecords holds a layer) until the second is written.
+        let held = HeldSplit()
+        let read: () throws -> GGUFLatentAttention.Split = { [store] in
+            if let done = held.split { return done }
+            let bytes: [UInt8]
+            if let quantization {
+                let provider = try PlanTensorProvider(store: store, quantization: quantization)
+                bytes = GGMLBlockEncoder.encode(try provider.matrix(tensor).values, as: .f32)
+            } else if type == GGUFTensorEncoding.floatType(layout.dtype) {
+                bytes = try dense.withVerifiedBytes(tensor) { raw, _ in Array(raw) }
+            } else {
+                bytes = GGMLBlockEncoder.encode(try dense.matrix(tensor).values, as: .f32)
+            }
+            let result = GGUFLatentAttention.split(bytes, elementBytes: type.blockBytes, heads: heads, noPositionDim: nope, valueDim: v, rank: rank)
+            held.split = result
+            return result
+        }
+        let dimensions = GGUFLatentAttention.dimensions(heads: heads, noPositionDim: nope, valueDim: v, rank: rank)
+        try writer.addTensor("blk.\(l).attn_k_b.weight", type: type, dimensions: dimensions.keys) { emit in
+            try read().keys.withUnsafeBytes { try emit($0) }
+        }
+        try writer.addTensor("blk.\(l).attn_v_b.weight", type: type, dimensions: dimensions.values) { emit in
+            try read().values.withUnsafeBytes { try emit($0) }
+            held.split = nil
+        }
+        for name in ["blk.\(l).attn_k_b.weight", "blk.\(l).attn_v_b.weight"] {
+            choices.append(GGUFTypeChoice(tensor: name, type: type.description, from: from, exact: true))
+        }
+    }
+
     // MARK: Expert tensors
 
     private func addExpertTensors(to writer: inout GGUFWriter, description: ModelDescription, plan: CompressionPlan,
@@ -171,15 +248,25 @@ public struct GGUFExporter {
                 let record = try layerRecords.read(key)
                 for p in 0..<3 { forms[p].append(try GGUFTensorEncoding.form(of: record, projection: p, store: store)) }
             }
-            let f = description.layers[l].moe!.expertIntermediateSize
+            let moe = description.layers[l].moe!
+            let f = moe.expertIntermediateSize
+            if moe.expertFunction.hasBias {
+                // gpt-oss: only the imported experts carry their biases in the store's form.
+                for key in keys where key.variant.rawValue != 0 || forms.joined().contains(where: { if case .codes = $0 { return true } else { return false } }) {
+                    throw GGUFExportError.unsupportedExpert("layer \(l) expert \(key.expert) is a quantized or derived variant; gpt-oss experts (with biases) export to GGUF only as imported")
+                }
+            }
             for (p, projection) in Projection.allCases.enumerated() {
                 let distinct = Array(Set(forms[p]))
-                let type = GGUFTensorEncoding.type(for: distinct)
+                let type = expertType == .q4_K ? .q4_K : GGUFTensorEncoding.type(for: distinct)
                 let name = GGUFArchitecture.expertTensorName(layer: l, projection)
+                let (rows, columns) = projection == .down ? (h, f) : (f, h)
+                guard columns % type.blockSize == 0 else {
+                    throw GGUFExportError.rowsNotWholeBlocks(tensor: name, columns: columns, type: type.description, blockSize: type.blockSize)
+                }
                 choices.append(GGUFTypeChoice(tensor: name, type: type.description,
                                               from: distinct.map(\.description).sorted().joined(separator: " + "),
                                               exact: GGUFTensorEncoding.isExact(distinct, as: type)))
-                let (rows, columns) = projection == .down ? (h, f) : (f, h)
                 try writer.addTensor(name, type: type, dimensions: [columns, rows, keys.count]) { [store] emit in
                     for key in keys {
                         let record = try layerRecords.layer(l, keys: keys)[key]!
@@ -187,11 +274,31 @@ public struct GGUFExporter {
                         let encoded = GGUFTensorEncoding.encode(payload, as: type)
                         try encoded.withUnsafeBytes { try emit($0) }
                     }
+                    if p == 2 && !moe.expertFunction.hasBias { layerRecords.release() }
+                }
+            }
+            guard moe.expertFunction.hasBias else { continue }
+            // gpt-oss's expert biases, one F32 row per kept expert.
+            for (p, projection) in Projection.allCases.enumerated() {
+                let name = GGUFArchitecture.expertBiasName(layer: l, projection)
+                let rows = projection == .down ? h : f
+                try writer.addTensor(name, type: .f32, dimensions: [rows, keys.count]) { [store] emit in
+                    for key in keys {
+                        let record = try layerRecords.layer(l, keys: keys)[key]!
+                        let values = try GGUFTensorEncoding.bias(of: record, projection: p, store: store)
+                        try GGMLBlockEncoder.encode(values, as: .f32).withUnsafeBytes { try emit($0) }
+                    }
                     if p == 2 { layerRecords.release() }
                 }
+                choices.append(GGUFTypeChoice(tensor: name, type: "f32", from: forms[p].first?.description ?? "f32", exact: true))
             }
         }
     }
+}
+
+/// kv_b_proj's split halves, held between writing attn_k_b and attn_v_b (the writer runs the sources in order, on one thread).
+final class HeldSplit {
+    var split: GGUFLatentAttention.Split?
 }
 
 /// One layer's expert records, held while the writer writes that layer's three stacked tensors (GGUF and MLX exports).
@@ -256,6 +363,7 @@ public enum GGUFExportError: Error, CustomStringConvertible, Equatable {
     case unsupportedTensor(String, architecture: String)
     case unsupportedTokenizer(String)
     case unsupportedExpert(String)
+    case rowsNotWholeBlocks(tensor: String, columns: Int, type: String, blockSize: Int)
 
     public var description: String {
         switch self {
@@ -263,6 +371,8 @@ public enum GGUFExportError: Error, CustomStringConvertible, Equatable {
         case let .unsupportedTensor(name, architecture): return "GGUF export: tensor '\(name)' has no place in llama.cpp's \(architecture) graph"
         case let .unsupportedTokenizer(reason): return "GGUF export: unsupported tokenizer: \(reason)"
         case let .unsupportedExpert(reason): return "GGUF export: \(reason)"
+        case let .rowsNotWholeBlocks(tensor, columns, type, blockSize):
+            return "GGUF export: tensor '\(tensor)' has rows of \(columns) values, not a whole number of \(type) blocks of \(blockSize)"
         }
     }
 }

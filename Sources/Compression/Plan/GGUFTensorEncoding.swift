@@ -69,7 +69,10 @@ enum GGUFTensorEncoding {
         func corrupt(_ reason: String) -> StoreError { .corruptRecord(path: store.path, record: "expert record (\(record.key))", reason: reason) }
         switch record.kind {
         case .expertSwiGLU:
-            guard record.tensors.count == 3, floatType(record.tensors[p].dtype) != nil else { throw corrupt("an expert is three f32, bf16 or f16 matrices") }
+            // Three matrices, then (gpt-oss) their three biases.
+            guard [3, 6].contains(record.tensors.count), floatType(record.tensors[p].dtype) != nil else {
+                throw corrupt("an expert is three f32, bf16 or f16 matrices (and their three biases)")
+            }
             return .float(record.tensors[p].dtype, record.payloads[p])
         case .expertQuantized:
             guard record.payloads.count == 3 else { throw corrupt("a quantized expert is three matrix records") }
@@ -113,6 +116,15 @@ enum GGUFTensorEncoding {
             }
         }
         return out
+    }
+
+    /// Bias `p` (0 gate, 1 up, 2 down) of a biased expert record (gpt-oss), widened to f32.
+    static func bias(of record: ExpertRecord, projection p: Int, store: ExpertStore) throws -> [Float] {
+        guard record.kind == .expertSwiGLU, record.tensors.count == 6, let type = floatType(record.tensors[3 + p].dtype) else {
+            throw GGUFExportError.unsupportedExpert("layer \(record.key.layer) expert \(record.key.expert) has no stored biases; gpt-oss experts export to GGUF only as imported (quantized and merged biased experts are not written yet)")
+        }
+        let bytes = record.payloads[3 + p]
+        return GGMLBlockEncoder.decode(bytes, as: type, count: bytes.count / record.tensors[3 + p].dtype.byteSize)
     }
 
     /// Emits `bytes` (`rows` equal rows) with the rows in `rowOrder` when given.

@@ -8,12 +8,14 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     case q4_0 = 2
     case q4_1 = 3
     case q8_0 = 8
+    case q4_K = 12
     case bf16 = 30
 
     public var blockSize: Int {
         switch self {
         case .f32, .f16, .bf16: return 1
         case .q4_0, .q4_1, .q8_0: return 32
+        case .q4_K: return GGMLBlockEncoder.superBlockSize
         }
     }
 
@@ -24,6 +26,7 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         case .q4_0: return 18   // f16 d, 16 bytes of nibbles
         case .q4_1: return 20   // f16 d, f16 m, 16 bytes of nibbles
         case .q8_0: return 34   // f16 d, 32 int8
+        case .q4_K: return 144  // f16 d, f16 dmin, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles
         }
     }
 
@@ -42,6 +45,7 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         case .q4_0: return "q4_0"
         case .q4_1: return "q4_1"
         case .q8_0: return "q8_0"
+        case .q4_K: return "q4_K"
         case .bf16: return "bf16"
         }
     }
@@ -67,6 +71,8 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
 /// nibbles, the second half in high ones (not neighbours paired).
 ///
 /// A zero block (`d = 0`) encodes every value as code 0 (Q4_0: 8), as ggml does.
+///
+/// Q4_K's 256-value super-blocks are in `GGMLBlockEncoder+Q4K.swift`.
 public enum GGMLBlockEncoder {
     public static let blockSize = 32
 
@@ -79,6 +85,10 @@ public enum GGMLBlockEncoder {
         case .f32: for v in values { out.appendLittleEndian(v.bitPattern) }
         case .f16: for v in values { out.appendLittleEndian(Float16(v).bitPattern) }
         case .bf16: for v in values { out.appendLittleEndian(bfloat16Bits(v)) }
+        case .q4_K:
+            for start in stride(from: 0, to: values.count, by: superBlockSize) {
+                appendQ4_K(values[start..<(start + superBlockSize)], to: &out)
+            }
         case .q8_0, .q4_0, .q4_1:
             for start in stride(from: 0, to: values.count, by: blockSize) {
                 let block = values[start..<(start + blockSize)]
@@ -159,6 +169,8 @@ public enum GGMLBlockEncoder {
             }
         case .f16: for i in 0..<count { out.append(half(2 * i)) }
         case .bf16: for i in 0..<count { out.append(Float(bitPattern: (UInt32(bytes[2 * i]) | UInt32(bytes[2 * i + 1]) << 8) << 16)) }
+        case .q4_K:
+            for b in 0..<(count / superBlockSize) { appendDecodedQ4_K(bytes[(b * 144)..<((b + 1) * 144)], to: &out) }
         case .q8_0, .q4_0, .q4_1:
             for b in 0..<(count / blockSize) {
                 let base = b * type.blockBytes

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""tools/gguf-check/fixtures.py: the glm4_moe, deepseek_v3 and gpt_oss fixtures' GGUF exports run
+by llama.cpp against MoEKit, on token ids.
+
+    python tools/gguf-check/fixtures.py --work DIR --moekit BIN --llama-logits BIN
+
+The fixtures have no tokenizer. Each gets one made here from the default model's byte-level
+BPE: its first `vocab_size` tokens (3 specials and printable ASCII bytes without space) and no
+merges, so text maps to one token per character and every id is inside the fixture's
+vocabulary. Profiles for the REAP plans come from the python calibration texts with
+everything else (spaces, newlines, non-ASCII) removed. The comparison itself feeds token ids
+(llama-logits, built from llama-logits.cpp against libllama, and `moekit logits --ids`), so
+neither tokenizer is in it: the logits of every position of a fixed 24-id sequence, and a
+greedy continuation of 8 tokens (each step's argmax appended, both programs re-run).
+Plans: the full model and a 50% REAP plan; for deepseek_v3 a 4-bit g32 plan instead (its
+4 router groups leave one expert each at 50%, which no export can route: refused).
+Prints one JSON line per (fixture, plan).
+"""
+import argparse
+import json
+import pathlib
+import shutil
+import subprocess
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FIXTURES = {"glm4_moe": ["reap50"], "deepseek_v3": ["q4g32"], "gpt_oss": ["reap50"], "gpt_oss+llama-constants": ["reap50"]}
+# gpt_oss+llama-constants: the gpt_oss fixture's weights with the two settings llama.cpp's
+# gpt-oss graph hard-codes (swiglu_limit 7, YaRN's range rounded: truncate true) written into
+# its config.json, so both programs compute the same function and only the export is compared.
+PATCHES = {"gpt_oss+llama-constants": {"swiglu_limit": 7.0, "rope_parameters.truncate": True}}
+
+
+def run(*args):
+    return subprocess.run([str(a) for a in args], check=True, capture_output=True, text=True).stdout
+
+
+def make_checkpoint(fixture, folder):
+    source = ROOT / "Tests/Fixtures" / fixture.split("+")[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in ["config.json", "generation_config.json", "model.safetensors"]:
+        shutil.copy(source / f, folder / f)
+    config = json.loads((folder / "config.json").read_text())
+    for key, value in PATCHES.get(fixture, {}).items():
+        *path, last = key.split(".")
+        target = config
+        for part in path:
+            target = target[part]
+        target[last] = value
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    vocab_size = json.loads((source / "config.json").read_text())["vocab_size"]
+    tokenizer = json.loads((ROOT / "models/moekit-tiny/tokenizer.json").read_text())
+    tokenizer["model"]["vocab"] = {t: i for t, i in tokenizer["model"]["vocab"].items() if i < vocab_size}
+    tokenizer["model"]["merges"] = []
+    tokenizer["added_tokens"] = [t for t in tokenizer["added_tokens"] if t["id"] < vocab_size]
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    shutil.copy(ROOT / "models/moekit-tiny/tokenizer_config.json", folder / "tokenizer_config.json")
+    allowed = set(t for t, i in tokenizer["model"]["vocab"].items() if 3 <= i and len(t) == 1 and "!" <= t <= "~")
+    calib = folder.parent / f"calib-{fixture}"
+    calib.mkdir(exist_ok=True)
+    with open(ROOT / "calib/python/calib.jsonl") as f, open(calib / "calib.jsonl", "w") as out:
+        for line in list(f)[:16]:
+            text = "".join(c for c in json.loads(line)["text"] if c in allowed)[:400]
+            out.write(json.dumps({"text": text}) + "\n")
+    return vocab_size, calib
+
+
+def moekit_logits(moekit, store, plan, ids):
+    args = [moekit, "logits", "--store", store, "--ids", ",".join(map(str, ids))]
+    if plan != "full":
+        args += ["--plan", plan]
+    return np.array(json.loads(run(*args))["logits"], dtype=np.float64)
+
+
+def llama_logits(binary, gguf, ids):
+    return np.array(json.loads(run(binary, gguf, ",".join(map(str, ids))))["logits"], dtype=np.float64)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--moekit", required=True)
+    ap.add_argument("--llama-logits", required=True)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--only", action="append", help="run only these fixtures")
+    args = ap.parse_args()
+    work = pathlib.Path(args.work)
+    for fixture, plans in FIXTURES.items():
+        if args.only and fixture not in args.only:
+            continue
+        folder = work / f"ckpt-{fixture}"
+        store = work / f"store-{fixture}"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(store, ignore_errors=True)
+        vocab_size, calib = make_checkpoint(fixture, folder)
+        run(args.moekit, "import", "--model", folder, "--store", store)
+        run(args.moekit, "profile", "--store", store, "--calib", calib, "--name", "ascii", "--max-samples", 16)
+        if "reap50" in plans:
+            run(args.moekit, "slim", "--store", store, "--profile", "ascii", "--prune", "reap", "--keep", "0.5", "--name", "reap50")
+        if "q4g32" in plans:
+            run(args.moekit, "slim", "--store", store, "--profile", "ascii", "--uniform-bits", "4", "--group", "32", "--name", "q4g32")
+        ids = [3 + (7 * i * i + 5 * i + 11) % (vocab_size - 3) for i in range(24)]
+        for plan in ["full"] + plans:
+            gguf = work / f"{fixture}-{plan}.gguf"
+            plan_args = [] if plan == "full" else ["--plan", plan]
+            summary = json.loads(run(args.moekit, "export", "--store", store, *plan_args, "--format", "gguf", "--out", gguf, "--json"))
+            ours, theirs = moekit_logits(args.moekit, store, plan, ids), llama_logits(args.llama_logits, gguf, ids)
+            diff = np.abs(ours - theirs)
+            argmax_agree = int((ours.argmax(-1) == theirs.argmax(-1)).sum())
+            # Greedy continuation, each program on its own tokens.
+            a, b = list(ids[:8]), list(ids[:8])
+            for _ in range(args.steps):
+                a.append(int(moekit_logits(args.moekit, store, plan, a)[-1].argmax()))
+                b.append(int(llama_logits(args.llama_logits, gguf, b)[-1].argmax()))
+            print(json.dumps({"fixture": fixture, "plan": plan, "gguf_bytes": gguf.stat().st_size, "tensors": summary["tensors"],
+                              "notes": summary["notes"], "positions": len(ids),
+                              "max_abs_logit_diff": float(diff.max()), "logit_scale": float(np.abs(ours).max()),
+                              "argmax_agree": argmax_agree, "greedy_moekit": a[8:], "greedy_llama": b[8:],
+                              "greedy_identical": a == b}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
