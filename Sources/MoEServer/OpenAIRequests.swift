@@ -28,6 +28,10 @@ public struct GenerationRequest: Sendable, Equatable {
     public var logprobs: Int?
     /// Streams only: end with a chunk carrying `usage` and no choices (`stream_options.include_usage`).
     public var includeUsage: Bool = false
+    /// MoEKit's own extension, `"moekit": {"skip": RULE}`: this request's expert-skipping rule
+    /// in place of the plan's (`lu`, `lu:Q`, `ser:KMIN,T`, `top-p:P`, or `none` for no
+    /// skipping), as `moekit slim --skip` names them; nil keeps the plan's.
+    public var skip: SkipRequest?
 
     /// Parses a `/v1/completions` body; `defaults` fill the sampling fields it leaves out.
     public static func completion(json: Data, defaults: SamplingDefaults = .init()) throws -> GenerationRequest {
@@ -143,6 +147,30 @@ struct CommonFields: Decodable {
     var stream: Bool?
     var streamOptions: StreamOptions?
     var n: Int?
+    var moekit: MoEKitFields?
+
+    /// The `moekit` object: MoEKit's own request fields. Keys it does not know are refused, so
+    /// a misspelt knob is not silently ignored.
+    struct MoEKitFields: Decodable {
+        var skip: String?
+
+        enum CodingKeys: String, CodingKey { case skip }
+
+        init(from decoder: any Decoder) throws {
+            let all = try decoder.container(keyedBy: AnyKey.self)
+            if let unknown = all.allKeys.first(where: { CodingKeys(stringValue: $0.stringValue) == nil }) {
+                throw APIError.unsupportedParameter("moekit.\(unknown.stringValue)", "the moekit object takes only skip")
+            }
+            skip = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(String.self, forKey: .skip)
+        }
+    }
+
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
 
     struct StreamOptions: Decodable {
         var includeUsage: Bool?
@@ -150,7 +178,7 @@ struct CommonFields: Decodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case model, temperature, seed, stop, stream, n
+        case model, temperature, seed, stop, stream, n, moekit
         case maxTokens = "max_tokens"
         case maxCompletionTokens = "max_completion_tokens"
         case topP = "top_p", topK = "top_k", minP = "min_p"
@@ -174,6 +202,7 @@ struct CommonFields: Decodable {
         stream = try c.decodeIfPresent(Bool.self, forKey: .stream)
         streamOptions = try c.decodeIfPresent(StreamOptions.self, forKey: .streamOptions)
         n = try c.decodeIfPresent(Int.self, forKey: .n)
+        moekit = try c.decodeIfPresent(MoEKitFields.self, forKey: .moekit)
     }
 
     func request(prompt: String, endOfTurn: String?, defaults: SamplingDefaults) throws -> GenerationRequest {
@@ -207,9 +236,11 @@ struct CommonFields: Decodable {
             temperature: Float(temperature), topP: Float(topP), topK: max(0, topK), minP: Float(minP),
             repetitionPenalty: Float(repetitionPenalty), presencePenalty: Float(presencePenalty ?? 0),
             frequencyPenalty: Float(frequencyPenalty ?? 0), seed: UInt64(seed ?? 0))
-        return GenerationRequest(
+        var request = GenerationRequest(
             model: model, prompt: prompt, maxTokens: maxTokens, sampling: sampling,
             stop: stops, stream: stream ?? false, endOfTurn: endOfTurn, includeUsage: streamOptions?.includeUsage ?? false)
+        request.skip = try moekit?.skip.map { try SkipRequest(parsing: $0) }
+        return request
     }
 }
 

@@ -2,6 +2,8 @@ import Compression
 import ExpertStore
 import Foundation
 import MoE
+import Routing
+import Synchronization
 
 /// The model side of the server, free of HTTP: the store's tokenizer and chat template, one
 /// runnable model per served plan, the plan selector (with `auto`), and the expert cache
@@ -26,6 +28,8 @@ public final class ServingEngine: @unchecked Sendable {
         public var auto: Bool
         public var promptTokens: [Int]
         public var maxTokens: Int
+        /// The request's own skip rule, resolved for the plan (nil: the plan's).
+        public var skip: SkipOverride?
     }
 
     public struct Result: Sendable, Equatable {
@@ -54,6 +58,9 @@ public final class ServingEngine: @unchecked Sendable {
     public let residency: ExpertResidency
     /// Served plan names in the order given.
     public let planNames: [String]
+    /// Skip rules requests asked for, resolved per plan ("plan rule" → override): Lu et al.'s
+    /// thresholds read a stored profile, so each is resolved once.
+    private let resolvedSkips = Mutex<[String: SkipOverride]>([:])
 
     public init(store: ExpertStore, configuration: ServerConfiguration) throws {
         guard !configuration.plans.isEmpty else { throw ServeError.noPlans }
@@ -123,7 +130,22 @@ public final class ServingEngine: @unchecked Sendable {
         let (plan, auto) = try resolvePlan(request.model, tokens: tokens)
         let room = limit - tokens.count
         let maxTokens = min(request.maxTokens ?? defaultMaxTokens ?? room, room)
-        return Prepared(request: request, plan: plan, auto: auto, promptTokens: tokens, maxTokens: maxTokens)
+        let skip = try request.skip.map { try resolveSkip($0, plan: plan) }
+        return Prepared(request: request, plan: plan, auto: auto, promptTokens: tokens, maxTokens: maxTokens, skip: skip)
+    }
+
+    /// `skip` for the served plan `name`, with the plan's own profile (the first it was built
+    /// from), else the store's first, for Lu et al.'s thresholds.
+    func resolveSkip(_ skip: SkipRequest, plan name: String) throws -> SkipOverride {
+        let key = "\(name) \(skip)"
+        if let known = resolvedSkips.withLock({ $0[key] }) { return known }
+        let plan = plans[name]!.plan
+        let resolved = try skip.resolve(plan: plan, description: description) {
+            guard let profileName = try plan.recipe.profiles.first ?? store.profiles.names().sorted().first else { return nil }
+            return try store.profiles.get(RoutingProfile.self, named: profileName)
+        }
+        resolvedSkips.withLock { $0[key] = resolved }
+        return resolved
     }
 
     /// Which served plan answers: the one named, the only one, or (with `auto`, for `auto` or
@@ -163,7 +185,7 @@ public final class ServingEngine: @unchecked Sendable {
         var logprobs = [TokenLogprobs]()
         let tokens = try served.batcher.generate(
             prompt: prepared.promptTokens, maxTokens: prepared.maxTokens, sampling: prepared.request.sampling, stopTokens: stopTokens,
-            logprobs: prepared.request.logprobs
+            logprobs: prepared.request.logprobs, skip: prepared.skip
         ) { token, tokenLogprobs in
             onToken()
             if let tokenLogprobs { logprobs.append(tokenLogprobs) }

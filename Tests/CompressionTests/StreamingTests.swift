@@ -70,8 +70,8 @@ final class StreamingTests: XCTestCase {
         }
     }
 
-    /// GPTQ (calibration replay), mixed widths (two replays when streaming) and the refit
-    /// (written layer by layer) give the same plan and the same records, byte for byte,
+    /// GPTQ (calibration replay), mixed widths (two replays when streaming), the refit
+    /// (written layer by layer) and shrinking (with and without the refit) give the same plan and the same records, byte for byte,
     /// streamed and in memory.
     func testStreamedSlimEqualsInMemory() throws {
         let (memoryStore, profile) = try importedStore("memory")
@@ -89,7 +89,15 @@ final class StreamingTests: XCTestCase {
         refit.prune = .reap
         refit.keepFraction = 0.5
         refit.refit = true
-        for options in [gptq, mixed, refit] {
+        var shrink = SlimOptions(name: "shrink")
+        shrink.shrink = 0.4
+        shrink.shrinkScope = .layer
+        var shrinkRefit = SlimOptions(name: "shrink-refit")
+        shrinkRefit.prune = .reap
+        shrinkRefit.keepFraction = 0.5
+        shrinkRefit.shrink = 0.25
+        shrinkRefit.refit = true
+        for options in [gptq, mixed, refit, shrink, shrinkRefit] {
             let inMemory = try Slimmer(store: memoryStore)
             try inMemory.commit(try inMemory.slim(profile: profile, profileName: "test", options: options, calibration: sequences))
             var streamedOptions = options

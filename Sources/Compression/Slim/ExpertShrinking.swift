@@ -74,11 +74,12 @@ public enum ExpertShrinking {
         }
     }
 
-    /// The width unit kept widths are rounded to: a quantization group when the plan quantizes
-    /// experts (and a 32-weight activation block), else 32 where the expert is a multiple of it.
+    /// The width unit kept widths are rounded to: when the plan quantizes experts, a whole
+    /// quantization group that is also a whole 32-value block of 8-bit activations (the down
+    /// projection's input); else 8 (one AVX2 register of f32) where the expert is a multiple of it.
     public static func granule(intermediateSize f: Int, quantizationGroup: Int?) -> Int {
+        guard let group = quantizationGroup else { return f % 8 == 0 ? 8 : 1 }
         let block = f % 32 == 0 ? 32 : 1
-        guard let group = quantizationGroup else { return block }
         func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
         let both = group / gcd(group, block) * block
         return f % both == 0 ? both : group

@@ -57,8 +57,9 @@ public final class BatchGenerator: @unchecked Sendable {
     /// `generate`, also handing `onChoice` each token's `TokenLogprobs` (log-softmax of the raw
     /// logits, with the `logprobs` most likely alternatives) when `logprobs` is set.
     @discardableResult
+    /// `skip` replaces the plan's skip rule for this sequence only (see `SkipOverride`).
     public func generate(prompt: [Int], maxTokens: Int, sampling: SamplingParameters = .init(), stopTokens: Set<Int> = [],
-                         logprobs: Int?, onChoice: (Int, TokenLogprobs?) throws -> Bool) throws -> [Int] {
+                         logprobs: Int?, skip: SkipOverride? = nil, onChoice: (Int, TokenLogprobs?) throws -> Bool) throws -> [Int] {
         // The checks a forward pass would make, here, so one bad request cannot fail the batch.
         guard !prompt.isEmpty else { throw ModelError.emptyInput }
         let (vocab, limit) = (model.description.vocabularySize, model.description.maxPositionEmbeddings)
@@ -71,7 +72,7 @@ public final class BatchGenerator: @unchecked Sendable {
         // call waits for that, so the closure does not outlive the call.
         return try withoutActuallyEscaping(onChoice) { onChoice in
             let sequence = Sequence(prompt: prompt, maxTokens: maxTokens, sampler: Sampler(sampling, prompt: prompt), stopTokens: stopTokens,
-                                    logprobs: logprobs, onToken: onChoice, cache: model.makeCache())
+                                    logprobs: logprobs, skip: skip, onToken: onChoice, cache: model.makeCache())
             return try scheduler.submitAndWait(sequence)
         }
     }
@@ -84,6 +85,7 @@ public final class BatchGenerator: @unchecked Sendable {
         let stopTokens: Set<Int>
         /// How many alternatives to report with each token's log-probability; nil: none.
         let logprobs: Int?
+        let skip: SkipOverride?
         /// Dropped (set to nil) before `outcome` is set: the caller's closure must not outlive its call.
         var onToken: ((Int, TokenLogprobs?) throws -> Bool)?
         var cache: KVCache
@@ -92,10 +94,10 @@ public final class BatchGenerator: @unchecked Sendable {
         var produced = [Int]()
         var outcome: Result<[Int], any Error>?
 
-        init(prompt: [Int], maxTokens: Int, sampler: Sampler, stopTokens: Set<Int>, logprobs: Int?,
+        init(prompt: [Int], maxTokens: Int, sampler: Sampler, stopTokens: Set<Int>, logprobs: Int?, skip: SkipOverride?,
              onToken: @escaping (Int, TokenLogprobs?) throws -> Bool, cache: KVCache) {
             (input, self.maxTokens, self.sampler, self.stopTokens, self.onToken, self.cache) = (prompt, maxTokens, sampler, stopTokens, onToken, cache)
-            self.logprobs = logprobs
+            (self.logprobs, self.skip) = (logprobs, skip)
         }
     }
 
@@ -173,7 +175,8 @@ public final class BatchGenerator: @unchecked Sendable {
             }
             let logits: [Matrix]
             do {
-                logits = try model.forward(batch: active.map(\.input), caches: &caches).map { try $0.checkedFinite() }
+                let skips = active.contains { $0.skip != nil } ? active.map(\.skip) : nil
+                logits = try model.forward(batch: active.map(\.input), caches: &caches, skips: skips).map { try $0.checkedFinite() }
             } catch {
                 defer { active.removeAll() }
                 return active.map { ($0, .failure(error)) }
