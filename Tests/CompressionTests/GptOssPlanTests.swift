@@ -100,6 +100,44 @@ final class GptOssPlanTests: XCTestCase {
         XCTAssertGreaterThan(maxAbsDifference(logits, try store.loadModel().logits(sequences[0]).values), 0)
     }
 
+    func testMergedPlanExportsInTheFusedLayoutAsTheMergedWeightsInBF16() throws {
+        let result = try slimmed("merge") { $0.merge = .hcSMoE; $0.keepFraction = 0.5 }
+        try Slimmer(store: store).commit(result)
+        let plan = try PlanLoader.plan(named: "merge", in: store)
+        let out = directory.appendingPathComponent("export")
+        _ = try PlanExporter(store: store).export(plan: plan, to: out)
+        let exported = try CheckpointDirectory(url: out)   // per-expert names derived from the fused tensors
+        let names = try store.modelDescription().names
+        let provider = try StoreVariantProvider(store: store, precision: .float32)
+        var mergedMembers = 0
+        for l in [0, 1] {
+            let layer = plan.layers[l]!
+            for (k, e) in layer.expertMap.survivingExperts.enumerated() {
+                let record = layer.slots[layer.expertMap.slotOfExpert[e]!].record
+                guard record.variant != 0 else { continue }
+                let merged = try XCTUnwrap(try provider.expert(layer: l, expert: record.expert, variant: record.variant) as? FeedForward)
+                mergedMembers += 1
+                // Each value is the merged f32 value rounded to BF16: within half a BF16 ulp (2⁻⁸ relative).
+                for (p, projection) in Projection.allCases.enumerated() {
+                    let weight = [merged.gate, merged.up, merged.down][p]
+                    let written = try exported.matrix(names.expert(l, k, projection), shape: [weight.rows, weight.columns]).values
+                    let bias = merged.biases!.all[p]
+                    let writtenBias = try exported.vector(names.expertBias(l, k, projection), count: bias.count)
+                    for (a, b) in zip(written + writtenBias, weight.values + bias) {
+                        XCTAssertLessThanOrEqual(abs(a - b), abs(b) / 256 + 1e-30, "layer \(l) slot \(k) \(projection)")
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(mergedMembers, 1)
+        // The exported checkpoint runs the merged experts: its logits follow the plan's up to that rounding.
+        let (model, _) = try PlanLoader.model(plan: plan, store: store)
+        let reloaded = try MoEModel(directory: out)
+        for ids in sequences {
+            XCTAssertLessThanOrEqual(maxAbsDifference(try model.logits(ids).values, try reloaded.logits(ids).values), 0.05)
+        }
+    }
+
     func testExpertQuantizationOfTheFixtureNamesTheGroupItCannotFill() throws {
         // The fixture's experts are 16 wide: their down projections cannot form groups of 32.
         XCTAssertThrowsError(try slimmed("uniform") { $0.uniformBits = 8; $0.groupSize = 32 }) { error in
