@@ -6,6 +6,7 @@ public enum MergingError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidWeight(index: Int, value: Double)
     case shapeMismatch(index: Int)
     case anchorOutOfRange(Int)
+    case functionMismatch
 
     public var description: String {
         switch self {
@@ -14,11 +15,13 @@ public enum MergingError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidWeight(let index, let value): "merging: weight \(index) is \(value); weights must be finite and non-negative"
         case .shapeMismatch(let index): "merging: expert \(index) has a different shape from expert 0"
         case .anchorOutOfRange(let anchor): "merging: anchor \(anchor) is not one of the experts"
+        case .functionMismatch: "merging: the experts differ in their biases or activation"
         }
     }
 }
 
-/// Merging SwiGLU experts into one by weighted averaging of their weights (HC-SMoE, M-SMoE).
+/// Merging SwiGLU experts into one by weighted averaging of their weights (HC-SMoE, M-SMoE),
+/// and of their biases where they have them (gpt-oss), with the same weights.
 public enum ExpertMerging {
     /// Weights scaled to sum to 1. All-zero weights (for example a cluster of experts that were
     /// never selected in calibration) give the plain mean, since nothing favours any member.
@@ -38,16 +41,26 @@ public enum ExpertMerging {
             throw .shapeMismatch(index: i)
         }
         let w = try normalizedWeights(weights)
-        func average(_ projection: (FeedForward) -> Matrix) -> Matrix {
-            let shape = projection(first)
-            var sum = [Double](repeating: 0, count: shape.count)   // Double: exact enough that equal members average back to themselves
-            for (expert, weight) in zip(experts, w) {
-                let values = projection(expert).values
-                for k in sum.indices { sum[k] += weight * Double(values[k]) }
-            }
-            return Matrix(rows: shape.rows, columns: shape.columns, values: sum.map(Float.init))
+        guard experts.allSatisfy({ ($0.biases == nil) == (first.biases == nil) && $0.gating == first.gating }) else {
+            throw .functionMismatch
         }
-        return FeedForward(gate: average(\.gate), up: average(\.up), down: average(\.down))
+        func average(_ values: (FeedForward) -> [Float]) -> [Float] {
+            var sum = [Double](repeating: 0, count: values(first).count)   // Double: exact enough that equal members average back to themselves
+            for (expert, weight) in zip(experts, w) {
+                let v = values(expert)
+                for k in sum.indices { sum[k] += weight * Double(v[k]) }
+            }
+            return sum.map(Float.init)
+        }
+        func average(_ projection: KeyPath<FeedForward, Matrix>) -> Matrix {
+            Matrix(rows: first[keyPath: projection].rows, columns: first[keyPath: projection].columns,
+                   values: average { $0[keyPath: projection].values })
+        }
+        // Biases are averaged with the same weights as the weights they follow.
+        let biases = first.biases.map { _ in
+            ExpertBiases(gate: average { $0.biases!.gate }, up: average { $0.biases!.up }, down: average { $0.biases!.down })
+        }
+        return FeedForward(gate: average(\.gate), up: average(\.up), down: average(\.down), biases: biases, gating: first.gating)
     }
 
     /// M-SMoE merging: every member's neurons are first aligned to the anchor's (usually the

@@ -39,7 +39,12 @@ public enum NeuronAlignment {
         let down = expert.down
         var permutedDown = Matrix(zeros: down.rows, f)
         for r in 0..<down.rows { for i in 0..<f { permutedDown[r, i] = down[r, permutation[i]] } }
-        return FeedForward(gate: expert.gate.gatherRows(permutation), up: expert.up.gatherRows(permutation), down: permutedDown)
+        // Gate and up biases belong to their neurons; the down bias is on the output, unmoved.
+        let biases = expert.biases.map { b in
+            ExpertBiases(gate: permutation.map { b.gate[$0] }, up: permutation.map { b.up[$0] }, down: b.down)
+        }
+        return FeedForward(gate: expert.gate.gatherRows(permutation), up: expert.up.gatherRows(permutation), down: permutedDown,
+                           biases: biases, gating: expert.gating)
     }
 
     /// `member` with its neurons aligned to `anchor`.

@@ -68,22 +68,30 @@ public struct PlanExporter {
                 throw StoreError.missingRecord(path: store.path, record: "expert record (\(ExpertKey(layer: l, expert: 0)))")
             }
             if description.family == .gptOss {
-                // gpt-oss's fused layout, from the kept experts' imported records (the slimmer
-                // refuses merged, quantized and refit variants of biased experts).
+                // gpt-oss's fused layout. Imported experts' bytes are copied; merged and
+                // quantized ones are rebuilt in f32 (dequantized, biases as kept) and written
+                // in the imported dtypes, each merged group once per member.
                 let survivors = layer.expertMap.survivingExperts
-                let keys = try survivors.map { expert -> ExpertKey in
-                    let record = layer.slots[layer.expertMap.slotOfExpert[expert]!].record
-                    guard record.variant == 0 else {
-                        throw PlanError.invalid(plan: plan.name, reason: "layer \(l) expert \(expert) is a derived variant; gpt-oss experts (with biases) export only as imported")
+                let slots = survivors.map { layer.slots[layer.expertMap.slotOfExpert[$0]!].record }
+                let dtypes = original.tensors.map { Self.exportDType($0.dtype) }
+                if slots.contains(where: { $0.variant != 0 }) { rounded += 3 * slots.filter { $0.variant != 0 }.count }
+                GptOssFusedLayout.add(to: &writer, layer: l, names: names, expertCount: slots.count, hidden: description.hiddenSize,
+                                      width: description.layers[l].moe!.expertIntermediateSize, dtypes: dtypes) { [store] k in
+                    let record = slots[k]
+                    if record.variant == 0 {
+                        let key = ExpertKey(layer: l, expert: record.expert)
+                        guard let stored = try store.expertRecord(key) else {
+                            throw StoreError.missingRecord(path: store.path, record: "expert record (\(key))")
+                        }
+                        return stored.payloads
                     }
-                    return ExpertKey(layer: l, expert: record.expert)
-                }
-                GptOssFusedLayout.add(to: &writer, layer: l, names: names, expertCount: keys.count, hidden: description.hiddenSize,
-                                      width: description.layers[l].moe!.expertIntermediateSize, dtypes: original.tensors.map(\.dtype)) { [store] k in
-                    guard let record = try store.expertRecord(keys[k]) else {
-                        throw StoreError.missingRecord(path: store.path, record: "expert record (\(keys[k]))")
+                    let weights = try recent.expert(layer: l, record: record) {
+                        try Self.dense(variants.expert(layer: l, expert: record.expert, variant: record.variant), plan: plan.name, layer: l)
                     }
-                    return record.payloads
+                    guard let biases = weights.biases else {
+                        throw PlanError.invalid(plan: plan.name, reason: "layer \(l) expert \(record.expert) variant \(record.variant) has no biases; gpt-oss's fused layout needs them")
+                    }
+                    return zip([weights.gate.values, weights.up.values, weights.down.values] + biases.all, dtypes).map { FloatEncoding.bytes($0, as: $1) }
                 }
                 continue
             }

@@ -88,7 +88,7 @@ public enum ExpertShrinking {
 
 extension FeedForward {
     /// The same network with only `neurons` (indices into the intermediate dimension, in the
-    /// order given): gate and up rows and down columns.
+    /// order given): gate and up rows, down columns, and their gate and up biases.
     public func keepingNeurons(_ neurons: [Int]) -> FeedForward {
         let (d, f, k) = (gate.columns, intermediateSize, neurons.count)
         var g = [Float](), u = [Float]()
@@ -102,12 +102,14 @@ extension FeedForward {
         for r in 0..<down.rows {
             for (c, i) in neurons.enumerated() { dn[r * k + c] = down.values[r * f + i] }
         }
+        let kept = biases.map { b in ExpertBiases(gate: neurons.map { b.gate[$0] }, up: neurons.map { b.up[$0] }, down: b.down) }
         return FeedForward(gate: Matrix(rows: k, columns: d, values: g), up: Matrix(rows: k, columns: d, values: u),
-                           down: Matrix(rows: down.rows, columns: k, values: dn))
+                           down: Matrix(rows: down.rows, columns: k, values: dn), biases: kept, gating: gating)
     }
 
-    /// The same network padded with zero neurons to `width`: a zero gate and up row give
-    /// `silu(0) · 0 = 0`, so the output is unchanged (exports that need one width per layer).
+    /// The same network padded with zero neurons to `width`: a zero gate and up row (and zero
+    /// biases) give `silu(0) · 0 = 0`, and gpt-oss's clamped `(up + 1) · 0 · σ(0) = 0`, so the
+    /// output is unchanged (exports that need one width per layer).
     public func paddedWithZeroNeurons(to width: Int) -> FeedForward {
         let (d, f) = (gate.columns, intermediateSize)
         precondition(width >= f)
@@ -117,8 +119,10 @@ extension FeedForward {
         for r in 0..<down.rows {
             for c in 0..<f { dn[r * width + c] = down.values[r * f + c] }
         }
+        let zeros = [Float](repeating: 0, count: width - f)
+        let padded = biases.map { ExpertBiases(gate: $0.gate + zeros, up: $0.up + zeros, down: $0.down) }
         return FeedForward(gate: Matrix(rows: width, columns: d, values: gate.values + extra),
                            up: Matrix(rows: width, columns: d, values: up.values + extra),
-                           down: Matrix(rows: down.rows, columns: width, values: dn))
+                           down: Matrix(rows: down.rows, columns: width, values: dn), biases: padded, gating: gating)
     }
 }

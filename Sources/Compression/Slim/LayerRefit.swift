@@ -62,7 +62,8 @@ struct LayerRefit {
                                                prior: Self.transposed(expert.down)))
                 unknowns.append((slot, false))
             } else {
-                let output = LinearAlgebra.linear(activation, expert.down)
+                var output = LinearAlgebra.linear(activation, expert.down)
+                if let biases = expert.biases { LinearAlgebra.addBias(&output, biases.down) }
                 for (i, row) in rows.enumerated() {
                     for c in 0..<d { target[row.token * d + c] -= Double(row.gate) * Double(output.values[i * d + c]) }
                 }

@@ -31,18 +31,12 @@ public struct Slimmer {
         fingerprint = try store.fingerprint() ?? ""
     }
 
-    /// gpt-oss's experts carry biases and a clamped SwiGLU: the merged, refit and quantized
-    /// variants (records of three projections, an f32 `FeedForward` or a `QuantizedExpert`)
-    /// have no place for either yet, so plans that make them are refused rather than built wrong.
+    /// gpt-oss's experts carry biases: merged and quantized variants keep them (`ExpertBiases`),
+    /// but the ridge refit solves for down projections without an intercept, so it cannot
+    /// fit the down biases a refit of such an expert needs, and is refused rather than built wrong.
     private func refuseMethodsBiasedExpertsLack(_ options: SlimOptions) throws {
-        guard let l = description.moeLayerIndices.first(where: { description.layers[$0].moe!.expertFunction != .swiglu }) else { return }
-        let methods = [options.merge != nil ? "merging (--merge)" : nil, options.refit ? "refit (--refit)" : nil,
-                       options.shrink != nil ? "shrinking (--shrink)" : nil,
-                       options.averageBits != nil || options.uniformBits != nil ? "expert quantization (--bits/--uniform-bits)" : nil]
-            .compactMap { $0 }
-        guard methods.isEmpty else {
-            throw PlanError.invalid(plan: options.name, reason: "\(methods.joined(separator: ", ")) is not implemented for \(description.family.rawValue) experts (layer \(l) and on: biases on every projection and a clamped SwiGLU, which merged, refit and quantized expert variants do not carry yet); prune (with or without --dense-bits) instead")
-        }
+        guard options.refit, let l = description.moeLayerIndices.first(where: { description.layers[$0].moe!.expertFunction.hasBias }) else { return }
+        throw PlanError.invalid(plan: options.name, reason: "refit (--refit) is not implemented for \(description.family.rawValue) experts (layer \(l) and on have biases on every projection, and the ridge refit of down projections has no intercept to fit the down biases with); prune, merge or quantize without --refit")
     }
 
     public func slim(profile: RoutingProfile, profileName: String, options: SlimOptions, calibration: [[Int]] = [],
@@ -348,7 +342,7 @@ public struct Slimmer {
             let solution = try refit.solve(full: full, compressed: compressed, map: plan.expertMap, weights: weights, novices: novices)
             for (s, down) in solution.downs {
                 let old = weights[s]!
-                derived[l, default: [:]][s] = FeedForward(gate: old.gate, up: old.up, down: down)
+                derived[l, default: [:]][s] = old.withWeights(gate: old.gate, up: old.up, down: down)
                 if case let .expert(e, _) = plan.slots[s] { plan.slots[s] = .expert(e, variant: ExpertVariants.refit(plan: options.name)) }
             }
             for (s, vector) in solution.novices {
@@ -619,14 +613,14 @@ public struct Slimmer {
         let weights = gates.map { $0 * $0 }
         var inputHessian = InputHessian(dimension: x.columns)
         inputHessian.add(x, weights: weights)
-        var activation = LinearAlgebra.linear(x, expert.gate)
-        Functions.swiglu(gate: &activation, up: LinearAlgebra.linear(x, expert.up))
+        let activation = expert.activation(x)   // what the down projection sees, biases and activation included
         var innerHessian = InputHessian(dimension: activation.columns)
         innerHessian.add(activation, weights: weights)
         let g = GPTQ(format: format)
         return try QuantizedExpert(gate: g.quantize(expert.gate, hessian: inputHessian.values).matrix,
                                    up: g.quantize(expert.up, hessian: inputHessian.values).matrix,
-                                   down: g.quantize(expert.down, hessian: innerHessian.values).matrix)
+                                   down: g.quantize(expert.down, hessian: innerHessian.values).matrix,
+                                   biases: expert.biases, gating: expert.gating)
     }
 
     /// Σ_t g_t² ‖E(x_t) − Ê(x_t)‖²: the squared error this expert adds to the block output.
@@ -646,13 +640,19 @@ public struct Slimmer {
 
     // MARK: Store access
 
-    /// The imported weights of one expert, widened to f32.
+    /// The imported weights of one expert, widened to f32, with its biases (gpt-oss) and the
+    /// layer's activation.
     func originalExpert(layer: Int, expert: Int) throws -> FeedForward {
         let key = ExpertKey(layer: layer, expert: expert)
         guard let record = try store.expertRecord(key) else {
             throw StoreError.missingRecord(path: store.path, record: "expert record (\(key))")
         }
-        let m = try record.tensors.indices.map { i -> Matrix in
+        let function = description.layers[layer].moe!.expertFunction
+        guard record.kind == .expertSwiGLU, record.tensors.count == (function.hasBias ? 6 : 3) else {
+            throw StoreError.corruptRecord(path: store.path, record: "expert record (\(key))",
+                                           reason: "compression reads 16-bit or f32 experts of \(function.hasBias ? "three weights and three biases" : "three weights"), found a \(record.kind) record of \(record.tensors.count) tensors")
+        }
+        let values = try record.tensors.indices.map { i -> [Float] in
             let layout = record.tensors[i]
             let n = layout.elementCount
             var values = [Float](repeating: 0, count: n)
@@ -664,9 +664,11 @@ public struct Slimmer {
                 default: throw StoreError.unsupportedDType(path: store.path, record: "expert record (\(key))", dtype: layout.dtype.rawValue, purpose: "expert weights")
                 }
             }
-            return Matrix(rows: layout.shape[0], columns: layout.shape[1], values: values)
+            return values
         }
-        return FeedForward(gate: m[0], up: m[1], down: m[2])
+        let m = (0..<3).map { Matrix(rows: record.tensors[$0].shape[0], columns: record.tensors[$0].shape[1], values: values[$0]) }
+        let biases = function.hasBias ? ExpertBiases(gate: values[3], up: values[4], down: values[5]) : nil
+        return FeedForward(gate: m[0], up: m[1], down: m[2], biases: biases, gating: function.activation)
     }
 
     /// The first imported expert record: every imported expert shares its dtypes and size.

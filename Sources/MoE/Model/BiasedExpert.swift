@@ -26,10 +26,7 @@ public struct BiasedExpert: Expert {
         LinearAlgebra.addBias(&activated, gateBias)
         var upOut = up.linear(x)
         LinearAlgebra.addBias(&upOut, upBias)
-        switch activation {
-        case .swiglu: Functions.swiglu(gate: &activated, up: upOut)
-        case let .clampedSwiGLU(alpha, limit): Functions.clampedSwiGLU(gate: &activated, up: upOut, alpha: alpha, limit: limit)
-        }
+        activation.apply(gate: &activated, up: upOut)
         var out = down.linear(activated)
         LinearAlgebra.addBias(&out, downBias)
         return out

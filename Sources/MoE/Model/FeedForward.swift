@@ -1,15 +1,28 @@
 /// A SwiGLU feed-forward network held in f32: `down(silu(gate · x) * (up · x))`.
-/// Used for dense layers, shared experts and experts loaded at full precision.
+/// Used for dense layers, shared experts and experts loaded at full precision. A routed
+/// expert of a family with biases and another activation (gpt-oss) carries both:
+/// `down(act(gate · x + b_g, up · x + b_u)) + b_d`, so merged and refit experts, and the
+/// weights quantization starts from, compute what the family computes.
 public struct FeedForward: Sendable {
     public let gate: Matrix   // [intermediate, hidden]
     public let up: Matrix     // [intermediate, hidden]
     public let down: Matrix   // [hidden, intermediate]
+    public let biases: ExpertBiases?
+    public let gating: ExpertFunction.Activation
 
-    public init(gate: Matrix, up: Matrix, down: Matrix) {
+    public init(gate: Matrix, up: Matrix, down: Matrix, biases: ExpertBiases? = nil, gating: ExpertFunction.Activation = .swiglu) {
         precondition(gate.rows == up.rows && gate.columns == up.columns && down.columns == gate.rows && down.rows == gate.columns)
+        precondition(biases?.fits(hidden: gate.columns, intermediate: gate.rows) ?? true, "expert biases do not fit the projections")
         self.gate = gate
         self.up = up
         self.down = down
+        self.biases = biases
+        self.gating = gating
+    }
+
+    /// The same function (biases and activation) over other weights of the same shapes.
+    public func withWeights(gate: Matrix, up: Matrix, down: Matrix, biases: ExpertBiases? = nil) -> FeedForward {
+        FeedForward(gate: gate, up: up, down: down, biases: biases ?? self.biases, gating: gating)
     }
 
     /// Loads the three projections by name, checking their shapes.
@@ -22,17 +35,25 @@ public struct FeedForward: Sendable {
     public var intermediateSize: Int { gate.rows }
 
     public func forward(_ x: Matrix) -> Matrix {
-        LinearAlgebra.linear(activation(x), down)
+        var out = LinearAlgebra.linear(activation(x), down)
+        if let biases { LinearAlgebra.addBias(&out, biases.down) }
+        return out
     }
 
-    /// What the down projection sees: `silu(gate · x) * (up · x)`, `[n, intermediate]`.
+    /// What the down projection sees: `silu(gate · x) * (up · x)` (with the biases and the
+    /// family's activation where it has them), `[n, intermediate]`.
     public func activation(_ x: Matrix) -> Matrix {
         var activation = LinearAlgebra.linear(x, gate)
-        Functions.swiglu(gate: &activation, up: LinearAlgebra.linear(x, up))
+        var upOut = LinearAlgebra.linear(x, up)
+        if let biases {
+            LinearAlgebra.addBias(&activation, biases.gate)
+            LinearAlgebra.addBias(&upOut, biases.up)
+        }
+        gating.apply(gate: &activation, up: upOut)
         return activation
     }
 
-    public var byteCount: Int { (gate.count + up.count + down.count) * MemoryLayout<Float>.size }
+    public var byteCount: Int { (gate.count + up.count + down.count) * MemoryLayout<Float>.size + (biases?.byteCount ?? 0) }
 }
 
 extension TensorProvider {
