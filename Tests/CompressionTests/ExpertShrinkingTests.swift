@@ -63,8 +63,13 @@ final class ExpertShrinkingTests: PlanFixtureCase {
         let narrow = expert.keepingNeurons(kept)
         XCTAssertEqual(narrow.intermediateSize, 4)
         XCTAssertEqual(narrow.gate.values, [0, 2, 3, 5].flatMap { Array(expert.gate.values[($0 * d)..<(($0 + 1) * d)]) })
-        XCTAssertEqual(narrow.forward(x).values, expert.forward(x).values)
-        XCTAssertEqual(narrow.paddedWithZeroNeurons(to: 9).forward(x).values, narrow.forward(x).values)
+        // The same sums less exact zeros; BLAS may group a 4-long and a 6-long dot product
+        // differently, so the outputs agree to float rounding (a few ulps), not bit for bit.
+        func assertSame(_ a: Matrix, _ b: Matrix, _ what: String) {
+            for (u, v) in zip(a.values, b.values) { XCTAssertEqual(u, v, accuracy: 1e-6 * max(1, abs(v)), what) }
+        }
+        assertSame(narrow.forward(x), expert.forward(x), "narrowed")
+        assertSame(narrow.paddedWithZeroNeurons(to: 9).forward(x), narrow.forward(x), "padded")
         XCTAssertEqual(expert.keepingNeurons(Array(0..<f)).forward(x).values, expert.forward(x).values)
     }
 
