@@ -76,6 +76,9 @@ struct DemoCommand: ParsableCommand {
             ("python-mixed3bit", "python", { $0.averageBits = 3 }),
             ("python-uniform3bit", "python", { $0.uniformBits = 3 }),
             ("python-reap50-4bit", "python", { $0.prune = .reap; $0.keepFraction = 0.5; $0.uniformBits = 4 }),
+            // Fewer bytes per token: skip weak experts token by token, or narrow every expert.
+            ("python-skip-lu", "python", { $0.skip = .lu(quantile: 0.5) }),
+            ("python-shrink25", "python", { $0.shrink = 0.25 }),
         ]
         for (name, domain, configure) in recipes {
             var options = SlimOptions(name: name)

@@ -130,6 +130,31 @@ final class ExpertShrinkingTests: PlanFixtureCase {
         XCTAssertTrue(try model.logits(sequences[0]).values.allSatisfy(\.isFinite))
     }
 
+    /// The HF export pads every expert with zero neurons to the plan's widest and says so in
+    /// config.json: the exported checkpoint computes the plan; GGUF and MLX refuse with the reason.
+    func testShrunkPlansExportPaddedToOneWidth() throws {
+        let (plan, _) = try slim("layer-export") {
+            $0.shrink = 0.5
+            $0.shrinkScope = .layer
+        }
+        let widest = try XCTUnwrap(plan.recipe.expertWidths?.last)
+        XCTAssertLessThan(try XCTUnwrap(plan.recipe.expertWidths?.first), widest, "widths vary by expert")
+        let out = directory.appendingPathComponent("hf")
+        _ = try PlanExporter(store: store).export(plan: plan, to: out)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json"))) as? [String: Any]
+        XCTAssertEqual(config?["moe_intermediate_size"] as? Int, widest)
+        let exported = try MoEModel(directory: out, precision: .float32)
+        let planned = try PlanLoader.model(plan: plan, store: store, precision: .float32).model
+        for ids in sequences.prefix(2) {
+            let (a, b) = (try exported.logits(ids), try planned.logits(ids))
+            for (x, y) in zip(a.values, b.values) { XCTAssertEqual(x, y, accuracy: 1e-4) }
+        }
+        for attempt in [{ _ = try GGUFExporter(store: self.store).export(plan: plan, to: self.directory.appendingPathComponent("x.gguf")) },
+                        { _ = try MLXExporter(store: self.store).export(plan: plan, to: self.directory.appendingPathComponent("mlx")) }] {
+            XCTAssertThrowsError(try attempt()) { error in XCTAssertTrue("\(error)".contains("shrunk"), "\(error)") }
+        }
+    }
+
     /// With one threshold per layer widths differ between experts, and the layer keeps about
     /// its share of neurons; with the refit the narrowed down projections are refit.
     func testLayerScopeAndRefitCompose() throws {

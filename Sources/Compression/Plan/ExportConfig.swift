@@ -25,9 +25,14 @@ enum ExportConfig {
         "glm4_moe": ["n_routed_experts"],
     ]
 
-    static func rewrite(_ data: Data, expertCount: Int) throws -> Data {
+    /// The key holding the routed experts' width, per `model_type` (the others: `moe_intermediate_size`).
+    static let expertWidthKeys: [String: String] = ["mixtral": "intermediate_size", "olmoe": "intermediate_size", "gpt_oss": "intermediate_size"]
+
+    /// `expertWidth`: the experts' width when a shrunk plan exports narrower experts.
+    static func rewrite(_ data: Data, expertCount: Int, expertWidth: Int? = nil) throws -> Data {
         var document = try JSONText(data, file: "config.json")
         let modelType = document.rawValue("model_type").flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed) as? String }
+        if let expertWidth { document.set(modelType.flatMap { expertWidthKeys[$0] } ?? "moe_intermediate_size", raw: String(expertWidth)) }
         let present = ["num_experts", "num_local_experts", "n_routed_experts"].filter { document.rawValue($0) != nil }
         for key in Set(present + (modelType.flatMap { expertCountKeys[$0] } ?? [])) {
             document.set(key, raw: String(expertCount))

@@ -42,6 +42,7 @@ public struct GGUFExporter {
         let description = try store.modelDescription()
         let plan = try plan ?? CompressionPlan.full(description: description, fingerprint: store.fingerprint() ?? "", expertBytes: 0)
         let kept = try PlanExporter.uniformExpertCount(plan, description: description, fingerprint: store.fingerprint())
+        try PlanExporter.refuseShrunk(plan, format: "GGUF")
         let architecture = try GGUFArchitecture.of(description)
         var notes = [String]()
         if let moe = description.moeLayerIndices.first.flatMap({ description.layers[$0].moe }), moe.router.normalizeTopK != architecture.renormalizesTopK {

@@ -62,8 +62,18 @@ public struct PlanExporter {
         // The last expert rebuilt is remembered for its other two projections: a shard writes
         // its tensors in name order, which keeps an expert's three projections together.
         let recent = RecentExpert()
+        let exportedWidth = Self.shrunkExpertWidth(plan)
         for l in description.moeLayerIndices {
             let layer = plan.layers[l]!
+            // A shrunk plan's experts are rebuilt and padded with zero neurons to its widest
+            // expert (one width per model, as the config holds it); the output is unchanged.
+            let f = description.layers[l].moe!.expertIntermediateSize, width = exportedWidth ?? f
+            func rebuilt(_ record: (expert: Int, variant: UInt32)) throws -> FeedForward {
+                try recent.expert(layer: l, record: record) {
+                    try Self.dense(variants.expert(layer: l, expert: record.expert, variant: record.variant), plan: plan.name, layer: l)
+                        .paddedWithZeroNeurons(to: width)
+                }
+            }
             guard let original = try store.expertRecord(ExpertKey(layer: l, expert: 0)) else {   // dtypes and shapes of this layer's imported experts
                 throw StoreError.missingRecord(path: store.path, record: "expert record (\(ExpertKey(layer: l, expert: 0)))")
             }
@@ -76,18 +86,16 @@ public struct PlanExporter {
                 let dtypes = original.tensors.map { Self.exportDType($0.dtype) }
                 if slots.contains(where: { $0.variant != 0 }) { rounded += 3 * slots.filter { $0.variant != 0 }.count }
                 GptOssFusedLayout.add(to: &writer, layer: l, names: names, expertCount: slots.count, hidden: description.hiddenSize,
-                                      width: description.layers[l].moe!.expertIntermediateSize, dtypes: dtypes) { [store] k in
+                                      width: width, dtypes: dtypes) { [store] k in
                     let record = slots[k]
-                    if record.variant == 0 {
+                    if record.variant == 0 && width == f {
                         let key = ExpertKey(layer: l, expert: record.expert)
                         guard let stored = try store.expertRecord(key) else {
                             throw StoreError.missingRecord(path: store.path, record: "expert record (\(key))")
                         }
                         return stored.payloads
                     }
-                    let weights = try recent.expert(layer: l, record: record) {
-                        try Self.dense(variants.expert(layer: l, expert: record.expert, variant: record.variant), plan: plan.name, layer: l)
-                    }
+                    let weights = try rebuilt(record)
                     guard let biases = weights.biases else {
                         throw PlanError.invalid(plan: plan.name, reason: "layer \(l) expert \(record.expert) variant \(record.variant) has no biases; gpt-oss's fused layout needs them")
                     }
@@ -98,8 +106,9 @@ public struct PlanExporter {
             for (newIndex, expert) in layer.expertMap.survivingExperts.enumerated() {
                 let slot = layer.slots[layer.expertMap.slotOfExpert[expert]!]
                 let record = slot.record
-                // Imported and refit experts are stored in the imported dtype: their bytes are copied.
-                if record.variant == 0 || ExpertVariants.isRefit(record.variant) {
+                // Imported and refit experts are stored in the imported dtype: their bytes are copied
+                // (unless shrinking made them narrower than the width exported).
+                if (record.variant == 0 || ExpertVariants.isRefit(record.variant)) && exportedWidth == nil {
                     let key = ExpertKey(layer: l, expert: record.expert, variant: ExpertVariant(rawValue: record.variant))
                     for (p, projection) in Projection.allCases.enumerated() {
                         writer.add(names.expert(l, newIndex, projection), dtype: original.tensors[p].dtype, shape: original.tensors[p].shape) { [store] emit in
@@ -112,10 +121,9 @@ public struct PlanExporter {
                 } else {
                     for (p, projection) in Projection.allCases.enumerated() {
                         let dtype = Self.exportDType(original.tensors[p].dtype)
-                        writer.add(names.expert(l, newIndex, projection), dtype: dtype, shape: original.tensors[p].shape) { emit in
-                            let weights = try recent.expert(layer: l, record: record) {
-                                try Self.dense(variants.expert(layer: l, expert: record.expert, variant: record.variant), plan: plan.name, layer: l)
-                            }
+                        let shape = p == 2 ? [description.hiddenSize, width] : [width, description.hiddenSize]
+                        writer.add(names.expert(l, newIndex, projection), dtype: dtype, shape: shape) { emit in
+                            let weights = try rebuilt(record)
                             try FloatEncoding.bytes([weights.gate, weights.up, weights.down][p].values, as: dtype).withUnsafeBytes { try emit($0) }
                         }
                     }
@@ -126,7 +134,7 @@ public struct PlanExporter {
         var files = [String]()
         for name in try store.fileNames() {
             guard var data = try store.file(name) else { continue }
-            if name == "config.json" { data = try ExportConfig.rewrite(data, expertCount: kept) }
+            if name == "config.json" { data = try ExportConfig.rewrite(data, expertCount: kept, expertWidth: exportedWidth) }
             let target = directory.appendingPathComponent(name)
             do { try data.write(to: target, options: .atomic) } catch {
                 throw SafetensorsWriterError.cannotWrite(file: target.path, reason: error.localizedDescription)
@@ -192,6 +200,18 @@ public struct PlanExporter {
         do { return try QuantizedMatrix(decoding: bytes) } catch {
             throw StoreError.corruptRecord(path: store.path, record: "dense variant '\(name)'", reason: "\(error)")
         }
+    }
+
+    /// The widest expert of a plan that shrinks experts (`slim --shrink`), nil for any other plan.
+    static func shrunkExpertWidth(_ plan: CompressionPlan) -> Int? {
+        guard plan.recipe.shrink != nil, let widths = plan.recipe.expertWidths, let widest = widths.last else { return nil }
+        return widest
+    }
+
+    /// Refuses a shrunk plan for a format that needs the model's own expert width (`format` names it).
+    static func refuseShrunk(_ plan: CompressionPlan, format: String) throws {
+        guard let widest = shrunkExpertWidth(plan) else { return }
+        throw PlanError.invalid(plan: plan.name, reason: "its experts are shrunk (to at most \(widest) neurons); \(format) export of shrunk experts is not implemented, use --format hf (zero-padded to one width)")
     }
 
     /// Checks that `plan` fits the model and has a standard form (no novices, one expert count
