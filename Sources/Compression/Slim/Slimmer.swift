@@ -147,6 +147,7 @@ public struct Slimmer {
         let quantizes = options.averageBits != nil || options.uniformBits != nil
         if let fraction = options.shrink {
             let shrunk = try shrink(layers: &layers, derived: &derived, removing: fraction, options: options, calibration: calibration,
+                                    quantizationGroup: quantizes ? options.groupSize : nil,
                                     writesRecords: !options.refit && !quantizes, progress: progress)
             narrowing = shrunk.narrowing
             records += shrunk.records
@@ -384,11 +385,13 @@ public struct Slimmer {
     /// (`ExpertShrinking.neuronEnergy`) and keeps the best `1 − fraction`, layer by layer.
     /// Merged slots are narrowed in `derived`; an expert's own slot becomes a shrunk variant
     /// whose kept neurons are returned (its weights are cut from the imported ones when needed,
-    /// so no layer but the current one is held). `writesRecords`: nothing after this changes
+    /// so no layer but the current one is held). `quantizationGroup`: the group the plan
+    /// quantizes experts in afterwards, which kept widths must fill. `writesRecords`: nothing after this changes
     /// the weights (no refit, no quantization), so the shrunk records are made here, and
     /// written at once when streaming.
     private func shrink(layers: inout [LayerPlan?], derived: inout [Int: [Int: FeedForward]], removing fraction: Double,
-                        options: SlimOptions, calibration: [[Int]], writesRecords: Bool, progress: (String) -> Void) throws
+                        options: SlimOptions, calibration: [[Int]], quantizationGroup: Int?, writesRecords: Bool,
+                        progress: (String) -> Void) throws
         -> (narrowing: [Int: [Int: [Int]]], records: [ExpertRecord], widths: [Int]) {
         guard fraction >= 0 && fraction < 1 else {
             throw PlanError.invalid(plan: options.name, reason: "--shrink must be in [0, 1), got \(fraction)")
@@ -396,7 +399,6 @@ public struct Slimmer {
         guard !calibration.isEmpty else {
             throw PlanError.invalid(plan: options.name, reason: "shrinking scores neurons on calibration text; none was given")
         }
-        let quantizes = options.averageBits != nil || options.uniformBits != nil
         let dtype = try originalDType()
         var narrowing = [Int: [Int: [Int]]](), records = [ExpertRecord](), widths = [Int]()
         var source = try calibrationReplay(options: options, calibration: calibration, progress: progress)
@@ -410,7 +412,7 @@ public struct Slimmer {
                 return ExpertShrinking.neuronEnergy(w, x: x, gates: gates)
             }
             let granule = ExpertShrinking.granule(intermediateSize: description.layers[l].moe!.expertIntermediateSize,
-                                                  quantizationGroup: quantizes ? options.groupSize : nil)
+                                                  quantizationGroup: quantizationGroup)
             let kept = ExpertShrinking.keptNeurons(scores: scores, removing: fraction, scope: options.shrinkScope, granule: granule)
             var layerRecords = [ExpertRecord]()
             for ((s, w), neurons) in zip(zip(slots, weights), kept) {

@@ -175,8 +175,7 @@ public final class BatchGenerator: @unchecked Sendable {
             }
             let logits: [Matrix]
             do {
-                let skips = active.contains { $0.skip != nil } ? active.map(\.skip) : nil
-                logits = try model.forward(batch: active.map(\.input), caches: &caches, skips: skips).map { try $0.checkedFinite() }
+                logits = try model.forward(batch: active.map(\.input), caches: &caches, skips: active.map(\.skip)).map { try $0.checkedFinite() }
             } catch {
                 defer { active.removeAll() }
                 return active.map { ($0, .failure(error)) }
