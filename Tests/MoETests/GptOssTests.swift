@@ -29,6 +29,23 @@ final class GptOssTests: XCTestCase {
         print("parity gpt_oss prefill max|Δ| = \(prefill), decode max|Δ| = \(decode)")
     }
 
+    /// gpt_oss_wide: 64-wide experts, 8 of them, swiglu_limit 7 and YaRN truncated (the values
+    /// llama.cpp hard-codes), the fixture the quantized plans and GGUF checks run on.
+    func testWideFixturePrefillAndDecodeMatchTransformers() throws {
+        let model = try MoEModel(directory: Fixtures.url("gpt_oss_wide"))
+        let (ids, reference) = try Fixtures.reference("gpt_oss_wide")
+        XCTAssertEqual(model.description.layers[0].moe?.expertFunction, ExpertFunction(activation: .clampedSwiGLU(alpha: 1.702, limit: 7), hasBias: true))
+        XCTAssertEqual(model.description.rope.truncate, true)
+        let logits = try model.logits(ids)
+        XCTAssertLessThanOrEqual(maxAbsDifference(logits.values, reference.values), tolerance)
+        XCTAssertEqual(argmaxPerRow(logits), argmaxPerRow(reference))
+        var cache = model.makeCache()
+        var rows = [Float]()
+        for id in ids { rows += try model.forward([id], cache: &cache).values }
+        XCTAssertLessThanOrEqual(maxAbsDifference(rows, reference.values), tolerance)
+        XCTAssertEqual(argmaxPerRow(Matrix(rows: ids.count, columns: reference.columns, values: rows)), argmaxPerRow(reference))
+    }
+
     /// Widened to f32 the model computes the same logits within the same tolerance.
     func testFloat32PrecisionMatchesTransformers() throws {
         let model = try MoEModel(directory: fixture, precision: .float32)

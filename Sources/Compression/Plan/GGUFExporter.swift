@@ -22,7 +22,8 @@ import MoE
 ///   groups are multiples of 32 with f16 parameters, which Q4_1 holds exactly.
 /// `GGUFExportSummary.choices` says for every tensor what it was made from and whether exactly.
 /// Families: qwen3moe, qwen2moe, olmoe, llama (Mixtral), glm4moe, deepseek2 (DeepSeek-V3, MLA
-/// split as GGUFLatentAttention says) and gpt-oss (expert biases; imported experts only).
+/// split as GGUFLatentAttention says) and gpt-oss (expert biases in F32 beside
+/// the weights, whatever form the weights take).
 ///
 /// As for the Hugging Face export, novices and unequal expert counts per layer have no form
 /// here (llama.cpp holds one `expert_count`) and are refused. Memory stays near one layer:
@@ -251,12 +252,6 @@ public struct GGUFExporter {
             }
             let moe = description.layers[l].moe!
             let f = moe.expertIntermediateSize
-            if moe.expertFunction.hasBias {
-                // gpt-oss: only the imported experts carry their biases in the store's form.
-                for key in keys where key.variant.rawValue != 0 || forms.joined().contains(where: { if case .codes = $0 { return true } else { return false } }) {
-                    throw GGUFExportError.unsupportedExpert("layer \(l) expert \(key.expert) is a quantized or derived variant; gpt-oss experts (with biases) export to GGUF only as imported")
-                }
-            }
             for (p, projection) in Projection.allCases.enumerated() {
                 let distinct = Array(Set(forms[p]))
                 let type = expertType == .q4_K ? .q4_K : GGUFTensorEncoding.type(for: distinct)

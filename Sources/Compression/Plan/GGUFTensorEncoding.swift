@@ -75,7 +75,7 @@ enum GGUFTensorEncoding {
             }
             return .float(record.tensors[p].dtype, record.payloads[p])
         case .expertQuantized:
-            guard record.payloads.count == 3 else { throw corrupt("a quantized expert is three matrix records") }
+            guard [3, 6].contains(record.payloads.count) else { throw corrupt("a quantized expert is three matrix records (and their three biases)") }
             do { return .quantized(try QuantizedMatrix(decoding: record.payloads[p])) } catch { throw corrupt("\(error)") }
         case .expertMXFP4:
             throw GGUFExportError.unsupportedExpert("layer \(record.key.layer) expert \(record.key.expert) is kept in MXFP4, which this export does not write yet")
@@ -118,10 +118,14 @@ enum GGUFTensorEncoding {
         return out
     }
 
-    /// Bias `p` (0 gate, 1 up, 2 down) of a biased expert record (gpt-oss), widened to f32.
+    /// Bias `p` (0 gate, 1 up, 2 down) of a biased expert record (gpt-oss), widened to f32:
+    /// imported records hold them in the checkpoint's dtype, merged and quantized ones in f32,
+    /// always after the three matrices.
     static func bias(of record: ExpertRecord, projection p: Int, store: ExpertStore) throws -> [Float] {
-        guard record.kind == .expertSwiGLU, record.tensors.count == 6, let type = floatType(record.tensors[3 + p].dtype) else {
-            throw GGUFExportError.unsupportedExpert("layer \(record.key.layer) expert \(record.key.expert) has no stored biases; gpt-oss experts export to GGUF only as imported (quantized and merged biased experts are not written yet)")
+        guard [.expertSwiGLU, .expertQuantized].contains(record.kind), record.tensors.count == 6,
+              let type = floatType(record.tensors[3 + p].dtype) else {
+            throw StoreError.corruptRecord(path: store.path, record: "expert record (\(record.key))",
+                                           reason: "an expert with biases is three matrices and three f32, bf16 or f16 biases, found \(record.kind) with \(record.tensors.count) tensors")
         }
         let bytes = record.payloads[3 + p]
         return GGMLBlockEncoder.decode(bytes, as: type, count: bytes.count / record.tensors[3 + p].dtype.byteSize)
