@@ -15,6 +15,7 @@ enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
 }
 
 extension GGUFExpertType: ExpressibleByArgument {}
+extension RebuiltWeightDType: ExpressibleByArgument {}
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -31,7 +32,7 @@ struct ExportCommand: ParsableCommand {
         dtype; quantized experts and tensors are written dequantized in the imported dtype (BF16 for a \
         BF16 import, rounded to nearest-even, never wider), because transformers has no loader for \
         MoEKit's group-affine codes (GPTQ, AWQ and compressed-tensors hold integer zero points); \
-        --format gguf keeps the codes.
+        --format gguf keeps the codes. --hf-rebuilt-dtype float32 writes those rebuilt weights in f32         instead: exactly the plan's weights, so transformers computes what MoEKit computes running the plan.
         --format mlx writes a folder mlx-lm loads quantized: each layer's experts stacked per projection \
         (switch_mlp), MoEKit's group-affine codes kept as MLX's affine layout (uint32 words, f16 scales \
         and biases; a stack's narrower or coarser experts re-encoded exactly), and config.json's \
@@ -48,6 +49,7 @@ struct ExportCommand: ParsableCommand {
     @Option(name: .long, help: "hf: a Hugging Face checkpoint folder; gguf: one GGUF file for llama.cpp; mlx: a folder for mlx-lm, codes kept.") var format: ExportFormat = .hf
     @Option(name: .long, help: "The folder to write (hf; it must not exist yet or be empty), or the file (gguf, --plan-json).") var out: String
     @Option(name: .long, help: "hf: the largest shard, as transformers takes it (500MB, 5GB, 2GiB or a byte count).") var maxShardSize: String = "5GB"
+    @Option(name: .long, help: "hf, with --plan: the dtype of weights rebuilt from the plan (quantized, merged): source (the imported dtype, never wider) or float32 (exactly the plan's weights).") var hfRebuiltDtype: RebuiltWeightDType = .source
     @Option(name: .long, help: "gguf: the expert tensors' type: plan (the plan's own form, exact where ggml has it) or q4_k (requantized to Q4_K, smaller).") var ggufExpertType: GGUFExpertType = .plan
     @Flag(help: "With --plan: write the plan document itself as JSON to --out (a file) instead of a checkpoint.") var planJSON = false
     @Flag(help: "Print the summary as JSON.") var json = false
@@ -55,6 +57,7 @@ struct ExportCommand: ParsableCommand {
     func validate() throws {
         do { _ = try ShardSize(maxShardSize) } catch { throw ValidationError(error.description) }
         if planJSON && format == .gguf { throw ValidationError("--plan-json writes the plan document; it does not take --format gguf") }
+        if hfRebuiltDtype != .source && (format != .hf || plan == nil) { throw ValidationError("--hf-rebuilt-dtype applies to --format hf with --plan only") }
         if ggufExpertType != .plan && format != .gguf { throw ValidationError("--gguf-expert-type applies to --format gguf only") }
         if format == .gguf {
             var isDirectory: ObjCBool = false
@@ -88,7 +91,7 @@ struct ExportCommand: ParsableCommand {
                     ?? CompressionPlan.full(description: description, fingerprint: opened.fingerprint() ?? "", expertBytes: 0)
                 summary = try MLXExporter(store: opened, maxShardBytes: shardBytes).export(plan: chosen, to: target)
             } else {
-                summary = try plan.map { try PlanExporter(store: opened, maxShardBytes: shardBytes).export(plan: PlanLoader.plan(named: $0, in: opened), to: target) }
+                summary = try plan.map { try PlanExporter(store: opened, maxShardBytes: shardBytes, rebuilt: hfRebuiltDtype).export(plan: PlanLoader.plan(named: $0, in: opened), to: target) }
                     ?? StoreExporter(store: opened, maxShardBytes: shardBytes).export(to: target)
             }
             try Output.print(summary, json: json, text: (["\(out): wrote \(summary.files.joined(separator: ", ")) (\(summary.tensors) tensors, \(summary.tensorBytes.formatted()) bytes)"]

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Compression
 import Foundation
 import MoE
 
@@ -9,6 +10,7 @@ struct LogitsCommand: ParsableCommand {
 
     @OptionGroup var source: ModelOptions
     @Option(help: "Comma-separated token ids, e.g. 1,2,3.") var ids: String
+    @Flag(help: "Quantized experts multiply f32 activations (the plan's dequantized weights, to rounding) instead of quantizing them to 8 bits for the integer kernels, as generation does: for comparing a plan with its export.") var floatActivations = false
 
     func validate() throws {
         for piece in ids.split(separator: ",", omittingEmptySubsequences: false) where Int(piece.trimmingCharacters(in: .whitespaces)) == nil {
@@ -17,6 +19,7 @@ struct LogitsCommand: ParsableCommand {
     }
 
     func run() throws {
+        if floatActivations { QuantizedMatrix.usesIntegerKernels = false }
         let parsed = ids.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces))! }
         let logits = try source.loadModel().logits(parsed).checkedFinite()
         var out = "{\"logits\": ["

@@ -146,4 +146,26 @@ final class GptOssWidePlanTests: PlanFixtureCase {
             print("gpt_oss_wide \(name): plan vs full max|Δlogit| \(quantizationChange), HF export vs plan \(exportChange)")
         }
     }
+
+    /// With `rebuilt: .float32` the HF export holds exactly the plan's weights: the exported
+    /// checkpoint computes the plan's logits to f32 rounding, for quantized and merged plans,
+    /// and the layer's imported experts beside them are widened exactly.
+    func testFloat32RebuiltExportComputesThePlan() throws {
+        QuantizedMatrix.usesIntegerKernels = false
+        defer { QuantizedMatrix.usesIntegerKernels = true }
+        for (name, configure) in [("q4", { (o: inout SlimOptions) in o.uniformBits = 4; o.groupSize = 32 }),
+                                  ("merge", { (o: inout SlimOptions) in o.merge = .hcSMoE; o.keepFraction = 0.5 })] {
+            let plan = try slim(name, configure)
+            let out = directory.appendingPathComponent("export-f32-\(name)")
+            let summary = try PlanExporter(store: store, rebuilt: .float32).export(plan: plan, to: out)
+            XCTAssertTrue(summary.notes.contains { $0.contains("f32") }, "\(summary.notes)")
+            let exported = try CheckpointDirectory(url: out, derivations: [])
+            XCTAssertEqual(try exported.layout("model.layers.1.mlp.experts.gate_up_proj").dtype, .f32)
+            let (model, _) = try PlanLoader.model(plan: plan, store: store)
+            let reloaded = try MoEModel(directory: out)
+            for ids in sequences {
+                XCTAssertLessThanOrEqual(maxAbsDifference(try model.logits(ids).values, try reloaded.logits(ids).values), 1e-4, name)
+            }
+        }
+    }
 }

@@ -25,7 +25,11 @@ import subprocess
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-FIXTURES = {"glm4_moe": ["reap50"], "deepseek_v3": ["q4g32"], "gpt_oss": ["reap50"], "gpt_oss+llama-constants": ["reap50"]}
+FIXTURES = {"glm4_moe": ["reap50", "q4g32", "q8g32"], "deepseek_v3": ["q4g32"], "gpt_oss": ["reap50"],
+            "gpt_oss+llama-constants": ["reap50"], "gpt_oss_wide": ["reap50", "q4g32", "q8g32", "merge50"]}
+# How each plan is made (`moekit slim` arguments after --store and --profile).
+PLAN_ARGS = {"reap50": ["--prune", "reap", "--keep", "0.5"], "q4g32": ["--uniform-bits", "4", "--group", "32"],
+             "q8g32": ["--uniform-bits", "8", "--group", "32"], "merge50": ["--merge", "hc-smoe", "--keep", "0.5"]}
 # gpt_oss+llama-constants: the gpt_oss fixture's weights with the two settings llama.cpp's
 # gpt-oss graph hard-codes (swiglu_limit 7, YaRN's range rounded: truncate true) written into
 # its config.json, so both programs compute the same function and only the export is compared.
@@ -66,8 +70,8 @@ def make_checkpoint(fixture, folder):
     return vocab_size, calib
 
 
-def moekit_logits(moekit, store, plan, ids):
-    args = [moekit, "logits", "--store", store, "--ids", ",".join(map(str, ids))]
+def moekit_logits(moekit, store, plan, ids, *extra):
+    args = [moekit, "logits", "--store", store, "--ids", ",".join(map(str, ids)), *extra]
     if plan != "full":
         args += ["--plan", plan]
     return np.array(json.loads(run(*args))["logits"], dtype=np.float64)
@@ -77,6 +81,30 @@ def llama_logits(binary, gguf, ids):
     return np.array(json.loads(run(binary, gguf, ",".join(map(str, ids))))["logits"], dtype=np.float64)
 
 
+def transformers_check(moekit, store, plan, folder, ids, ours):
+    """The plan's HF export loaded by transformers (f32, eager) against MoEKit running the plan,
+    and against MoEKit running the export (`moekit logits --model`): the first difference is
+    the export's BF16 rounding of rebuilt weights plus arithmetic, the second arithmetic only."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    shutil.rmtree(folder, ignore_errors=True)
+    plan_args = [] if plan == "full" else ["--plan", plan]
+    # Rebuilt weights in f32, so that the export holds exactly the weights MoEKit runs (the
+    # default export rounds them to the imported BF16, ~5e-2 on these logits).
+    rebuilt = [] if plan == "full" else ["--hf-rebuilt-dtype", "float32"]
+    run(moekit, "export", "--store", store, *plan_args, *rebuilt, "--out", folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
+    with torch.no_grad():
+        theirs = model(torch.tensor([ids])).logits[0].double().numpy()
+    on_export = np.array(json.loads(run(moekit, "logits", "--model", folder, "--ids", ",".join(map(str, ids))))["logits"], dtype=np.float64)
+    # The plan with f32 activations (MoEKit's decode kernels quantize them to 8 bits, as llama.cpp does).
+    plan_f32 = moekit_logits(moekit, store, plan, ids, "--float-activations")
+    return {"hf_max_abs_logit_diff_vs_plan": float(np.abs(plan_f32 - theirs).max()),
+            "hf_max_abs_logit_diff_vs_plan_8bit_activations": float(np.abs(ours - theirs).max()),
+            "hf_argmax_agree": int((ours.argmax(-1) == theirs.argmax(-1)).sum()),
+            "hf_max_abs_logit_diff_vs_moekit_on_export": float(np.abs(on_export - theirs).max())}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", required=True)
@@ -84,6 +112,7 @@ def main():
     ap.add_argument("--llama-logits", required=True)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--only", action="append", help="run only these fixtures")
+    ap.add_argument("--transformers", action="store_true", help="also load each plan's HF export in transformers (needs torch)")
     args = ap.parse_args()
     work = pathlib.Path(args.work)
     for fixture, plans in FIXTURES.items():
@@ -96,10 +125,8 @@ def main():
         vocab_size, calib = make_checkpoint(fixture, folder)
         run(args.moekit, "import", "--model", folder, "--store", store)
         run(args.moekit, "profile", "--store", store, "--calib", calib, "--name", "ascii", "--max-samples", 16)
-        if "reap50" in plans:
-            run(args.moekit, "slim", "--store", store, "--profile", "ascii", "--prune", "reap", "--keep", "0.5", "--name", "reap50")
-        if "q4g32" in plans:
-            run(args.moekit, "slim", "--store", store, "--profile", "ascii", "--uniform-bits", "4", "--group", "32", "--name", "q4g32")
+        for plan in plans:
+            run(args.moekit, "slim", "--store", store, "--profile", "ascii", *PLAN_ARGS[plan], "--name", plan)
         ids = [3 + (7 * i * i + 5 * i + 11) % (vocab_size - 3) for i in range(24)]
         for plan in ["full"] + plans:
             gguf = work / f"{fixture}-{plan}.gguf"
@@ -113,11 +140,13 @@ def main():
             for _ in range(args.steps):
                 a.append(int(moekit_logits(args.moekit, store, plan, a)[-1].argmax()))
                 b.append(int(llama_logits(args.llama_logits, gguf, b)[-1].argmax()))
+            hf = transformers_check(args.moekit, store, plan, work / f"{fixture}-{plan}-hf", ids, ours) if args.transformers else {}
             print(json.dumps({"fixture": fixture, "plan": plan, "gguf_bytes": gguf.stat().st_size, "tensors": summary["tensors"],
+                              "gguf_types": sorted({c["type"] for c in summary["choices"] if "_exps." in c["tensor"]}),
                               "notes": summary["notes"], "positions": len(ids),
                               "max_abs_logit_diff": float(diff.max()), "logit_scale": float(np.abs(ours).max()),
                               "argmax_agree": argmax_agree, "greedy_moekit": a[8:], "greedy_llama": b[8:],
-                              "greedy_identical": a == b}), flush=True)
+                              "greedy_identical": a == b, **hf}), flush=True)
 
 
 if __name__ == "__main__":

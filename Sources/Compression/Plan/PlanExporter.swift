@@ -12,7 +12,8 @@ import MoE
 ///
 /// Dtypes: original and refit experts keep their stored bytes. Quantized and merged experts,
 /// and quantized dense tensors, are written in the dtype the imported tensor had (BF16 where
-/// the import was BF16), rounded to nearest-even from their f32 values, never wider.
+/// the import was BF16), rounded to nearest-even from their f32 values, never wider; or, on
+/// request (`RebuiltWeightDType.float32`), in f32, so that transformers runs exactly the plan.
 /// transformers has no loader for MoEKit's group-affine codes: its quantized formats that
 /// load without MoEKit (GPTQ, AWQ, compressed-tensors) hold integer zero points, which
 /// MoEKit's f16 group minimums do not map onto, so dequantizing is the faithful choice
@@ -28,14 +29,19 @@ import MoE
 public struct PlanExporter {
     public let store: ExpertStore
     public let maxShardBytes: Int
+    /// The dtype of weights rebuilt from the plan (quantized, merged, shrunk).
+    public let rebuilt: RebuiltWeightDType
 
-    public init(store: ExpertStore, maxShardBytes: Int = ShardedSafetensorsWriter.defaultMaxShardBytes) {
+    public init(store: ExpertStore, maxShardBytes: Int = ShardedSafetensorsWriter.defaultMaxShardBytes, rebuilt: RebuiltWeightDType = .source) {
         self.store = store
         self.maxShardBytes = maxShardBytes
+        self.rebuilt = rebuilt
     }
 
     /// What the summary says about weights the export rounds.
     static let dequantizedNote = "quantized experts and tensors are written dequantized in the imported dtype (rounded to nearest-even, never wider): transformers has no loader for MoEKit's group-affine codes; --format gguf keeps them"
+
+    static let float32Note = "quantized and merged experts and quantized tensors are written dequantized in f32 (--hf-rebuilt-dtype float32): exactly the plan's weights, wider than the import"
 
     public func export(plan: CompressionPlan, to directory: URL) throws -> ExportSummary {
         let description = try store.modelDescription()
@@ -52,7 +58,7 @@ public struct PlanExporter {
         let variants = try StoreVariantProvider(store: store, precision: .float32)   // derived 16-bit experts widened, as they are rebuilt in f32
         try Self.addDenseTensors(to: &writer, plan: plan, description: description, store: store) { writer, name, layout, quantization in
             // A tensor the plan quantized: its dequantized values in the stored dtype.
-            let dtype = Self.exportDType(layout.dtype)
+            let dtype = rebuiltDType(layout.dtype)
             writer.add(name, dtype: dtype, shape: layout.shape) { [store] emit in
                 let values = try Self.quantizedDense(name, variant: quantization.variant, store: store).dequantized().values
                 try FloatEncoding.bytes(values, as: dtype).withUnsafeBytes { try emit($0) }
@@ -83,12 +89,15 @@ public struct PlanExporter {
                 // in the imported dtypes, each merged group once per member.
                 let survivors = layer.expertMap.survivingExperts
                 let slots = survivors.map { layer.slots[layer.expertMap.slotOfExpert[$0]!].record }
-                let dtypes = original.tensors.map { Self.exportDType($0.dtype) }
+                // One dtype per fused tensor: f32 for the whole layer when rebuilt weights are asked
+                // in f32 and the layer has some (its imported experts are then widened, exactly).
+                let rebuildsSome = slots.contains { $0.variant != 0 } || width != f
+                let dtypes = original.tensors.map { rebuildsSome ? rebuiltDType($0.dtype) : Self.exportDType($0.dtype) }
                 if slots.contains(where: { $0.variant != 0 }) { rounded += 3 * slots.filter { $0.variant != 0 }.count }
                 GptOssFusedLayout.add(to: &writer, layer: l, names: names, expertCount: slots.count, hidden: description.hiddenSize,
                                       width: width, dtypes: dtypes) { [store] k in
                     let record = slots[k]
-                    if record.variant == 0 && width == f {
+                    if record.variant == 0 && width == f && dtypes == original.tensors.map(\.dtype) {
                         let key = ExpertKey(layer: l, expert: record.expert)
                         guard let stored = try store.expertRecord(key) else {
                             throw StoreError.missingRecord(path: store.path, record: "expert record (\(key))")
@@ -120,7 +129,7 @@ public struct PlanExporter {
                     }
                 } else {
                     for (p, projection) in Projection.allCases.enumerated() {
-                        let dtype = Self.exportDType(original.tensors[p].dtype)
+                        let dtype = rebuiltDType(original.tensors[p].dtype)
                         let shape = p == 2 ? [description.hiddenSize, width] : [width, description.hiddenSize]
                         writer.add(names.expert(l, newIndex, projection), dtype: dtype, shape: shape) { emit in
                             let weights = try rebuilt(record)
@@ -143,7 +152,7 @@ public struct PlanExporter {
         }
         files += try writer.write(to: directory)
         let dense = try StoreTensorProvider(store: store)
-        let notes = (rounded > 0 ? [Self.dequantizedNote] : []) + [Self.predictionLayerNote(description, keptExperts: kept, in: dense)].compactMap { $0 }
+        let notes = (rounded > 0 ? [rebuilt == .float32 ? Self.float32Note : Self.dequantizedNote] : []) + [Self.predictionLayerNote(description, keptExperts: kept, in: dense)].compactMap { $0 }
         return ExportSummary(files: files.sorted(), tensors: writer.tensorCount, tensorBytes: writer.totalBytes, notes: notes)
     }
 
@@ -191,6 +200,9 @@ public struct PlanExporter {
     /// The dtype rebuilt weights are written in: the imported one when it is a float type
     /// an export writes (always, for the checkpoints MoEKit imports), else f32.
     static func exportDType(_ imported: DType) -> DType { FloatEncoding.isWritable(imported) ? imported : .f32 }
+
+    /// `exportDType`, or f32 when the caller asked for the plan's weights unrounded.
+    func rebuiltDType(_ imported: DType) -> DType { rebuilt == .float32 ? .f32 : Self.exportDType(imported) }
 
     /// A dense tensor's quantized variant, read from the store when the writer reaches it.
     static func quantizedDense(_ name: String, variant: String, store: ExpertStore) throws -> QuantizedMatrix {
@@ -269,6 +281,12 @@ public struct PlanExporter {
         switch expert {
         case let f as FeedForward: return f
         case let q as QuantizedExpert: return q.dequantized()
+        // An imported expert with biases (gpt-oss) read at f32 precision: its weights as they are.
+        case let b as BiasedExpert:
+            if let gate = b.gate as? Matrix, let up = b.up as? Matrix, let down = b.down as? Matrix {
+                return FeedForward(gate: gate, up: up, down: down, biases: ExpertBiases(gate: b.gateBias, up: b.upBias, down: b.downBias), gating: b.activation)
+            }
+            fallthrough
         default: throw PlanError.invalid(plan: plan, reason: "layer \(layer) has an expert of a kind a checkpoint cannot hold")
         }
     }
