@@ -51,6 +51,7 @@ struct ExportCommand: ParsableCommand {
     @Option(name: .long, help: "hf: the largest shard, as transformers takes it (500MB, 5GB, 2GiB or a byte count).") var maxShardSize: String = "5GB"
     @Option(name: .long, help: "hf, with --plan: the dtype of weights rebuilt from the plan (quantized, merged): source (the imported dtype, never wider) or float32 (exactly the plan's weights).") var hfRebuiltDtype: RebuiltWeightDType = .source
     @Option(name: .long, help: "gguf: the expert tensors' type: plan (the plan's own form, exact where ggml has it) or q4_k (requantized to Q4_K, smaller).") var ggufExpertType: GGUFExpertType = .plan
+    @Flag(help: "gguf: write every BF16/F16 tensor as F32 (exact, twice the bytes), so that llama.cpp multiplies f32 activations as MoEKit does (its BF16/F16 products round them).") var ggufFloat32 = false
     @Flag(help: "With --plan: write the plan document itself as JSON to --out (a file) instead of a checkpoint.") var planJSON = false
     @Flag(help: "Print the summary as JSON.") var json = false
 
@@ -58,6 +59,7 @@ struct ExportCommand: ParsableCommand {
         do { _ = try ShardSize(maxShardSize) } catch { throw ValidationError(error.description) }
         if planJSON && format == .gguf { throw ValidationError("--plan-json writes the plan document; it does not take --format gguf") }
         if hfRebuiltDtype != .source && (format != .hf || plan == nil) { throw ValidationError("--hf-rebuilt-dtype applies to --format hf with --plan only") }
+        if ggufFloat32 && format != .gguf { throw ValidationError("--gguf-float32 applies to --format gguf only") }
         if ggufExpertType != .plan && format != .gguf { throw ValidationError("--gguf-expert-type applies to --format gguf only") }
         if format == .gguf {
             var isDirectory: ObjCBool = false
@@ -78,7 +80,7 @@ struct ExportCommand: ParsableCommand {
         }
         switch format {
         case .gguf:
-            let summary = try GGUFExporter(store: opened, expertType: ggufExpertType).export(plan: plan.map { try PlanLoader.plan(named: $0, in: opened) }, to: target)
+            let summary = try GGUFExporter(store: opened, expertType: ggufExpertType, widensFloats: ggufFloat32).export(plan: plan.map { try PlanLoader.plan(named: $0, in: opened) }, to: target)
             try Output.print(summary, json: json, text: (["\(out): GGUF v3, \(summary.architecture), plan '\(summary.plan)', \(summary.expertsPerLayer) experts per layer, \(summary.tensors) tensors, \(summary.fileBytes.formatted()) bytes"]
                 + summary.choiceLines.map { "  " + $0 } + summary.notes.map { "  note: " + $0 }).joined(separator: "\n"))
         case .hf, .mlx:

@@ -126,6 +126,25 @@ final class GGUFExportTests: DefaultModelStoreCase {
         XCTAssertEqual(Array(file.bytes[start..<(start + perExpert)]), record.payloads[0])
     }
 
+    /// `widensFloats`: every tensor F32, each value the stored BF16 value widened (so the file
+    /// is the model exactly, and llama.cpp multiplies f32 activations as MoEKit does).
+    func testFloat32ExportWidensEveryTensorExactly() throws {
+        let url = directory.appendingPathComponent("full-f32.gguf")
+        let summary = try GGUFExporter(store: store, widensFloats: true).export(plan: nil, to: url)
+        let file = try MiniGGUF(Array(Data(contentsOf: url)))
+        XCTAssertTrue(file.tensors.allSatisfy { $0.type == GGMLType.f32.rawValue })
+        XCTAssertTrue(summary.choices.allSatisfy { $0.type == "f32" && $0.exact })
+        XCTAssertEqual(file["general.file_type"], "u32:0", "llama_ftype ALL_F32")
+        let record = try XCTUnwrap(store.expertRecord(ExpertKey(layer: 2, expert: 5)))
+        let info = try XCTUnwrap(file.info("blk.2.ffn_gate_exps.weight"))
+        let perExpert = 256 * 256 * 4
+        let start = file.dataStart + info.offset + 5 * perExpert
+        XCTAssertEqual(GGMLBlockEncoder.decode(Array(file.bytes[start..<(start + perExpert)]), as: .f32, count: 256 * 256),
+                       GGMLBlockEncoder.decode(record.payloads[0], as: .bf16, count: 256 * 256))
+        let embedding = try StoreTensorProvider(store: store).matrix("model.embed_tokens.weight").values
+        XCTAssertEqual(GGMLBlockEncoder.decode(file.bytes(of: "token_embd.weight", count: embedding.count * 4), as: .f32, count: embedding.count), embedding)
+    }
+
     func testPrunedFourBitPlanIsExactQ4_1() throws {
         let plan = try slim("reap50q4") { $0.prune = .reap; $0.keepFraction = 0.5; $0.uniformBits = 4; $0.groupSize = 32 }
         let (summary, file) = try export(plan)

@@ -32,10 +32,15 @@ public struct GGUFExporter {
     public let store: ExpertStore
     /// What the fused expert tensors are written as (`plan`: the plan's own form).
     public let expertType: GGUFExpertType
+    /// Write every float tensor (BF16/F16 included) as F32, exactly. For checking an export
+    /// against MoEKit: ggml's BF16 and F16 products round the activations to the weights'
+    /// type (their `vec_dot_type`), which MoEKit's f32-activation kernels do not.
+    public let widensFloats: Bool
 
-    public init(store: ExpertStore, expertType: GGUFExpertType = .plan) {
+    public init(store: ExpertStore, expertType: GGUFExpertType = .plan, widensFloats: Bool = false) {
         self.store = store
         self.expertType = expertType
+        self.widensFloats = widensFloats
     }
 
     /// `plan` nil: the full model as imported.
@@ -166,7 +171,7 @@ public struct GGUFExporter {
                 // Norms, biases and routers in F32 (exact); 2-D weights in their stored type.
                 let keepsStoredType = shape.count == 2 && routerRows[spec.name] == nil
                 let storedType = GGUFTensorEncoding.floatType(layout.dtype)
-                let type: GGMLType = keepsStoredType ? storedType ?? .f32 : .f32
+                let type: GGMLType = keepsStoredType && !widensFloats ? storedType ?? .f32 : .f32
                 tensorType = type
                 choice = GGUFTypeChoice(tensor: name, type: type.description, from: layout.dtype.rawValue.lowercased(), exact: true)
                 let rows = routerRows[spec.name]
@@ -254,7 +259,8 @@ public struct GGUFExporter {
             let f = moe.expertIntermediateSize
             for (p, projection) in Projection.allCases.enumerated() {
                 let distinct = Array(Set(forms[p]))
-                let type = expertType == .q4_K ? .q4_K : GGUFTensorEncoding.type(for: distinct)
+                let planType = expertType == .q4_K ? .q4_K : GGUFTensorEncoding.type(for: distinct)
+                let type = widensFloats && [.bf16, .f16].contains(planType) ? .f32 : planType
                 let name = GGUFArchitecture.expertTensorName(layer: l, projection)
                 let (rows, columns) = projection == .down ? (h, f) : (f, h)
                 guard columns % type.blockSize == 0 else {
