@@ -70,6 +70,13 @@ final class GptOssTests: XCTestCase {
         XCTAssertEqual(moe.expertFunction, ExpertFunction(activation: .clampedSwiGLU(alpha: 1.702, limit: 0.6), hasBias: true))
         XCTAssertEqual(d.names.router(1), "model.layers.1.mlp.router.weight")
         XCTAssertEqual(d.names.routerBias(1), "model.layers.1.mlp.router.bias")
+        XCTAssertEqual(d.names.expertLayout, .fusedInterleavedGateUp)
+        // Names stored before the field existed: gpt-oss's (router module `router`) were fused, the others per expert.
+        for (names, layout) in [(d.names, ExpertTensorLayout.fusedInterleavedGateUp), (TensorNames(), .perExpert)] {
+            var object = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONEncoder().encode(names)) as? [String: Any])
+            XCTAssertEqual(object.removeValue(forKey: "expertLayout") as? String, layout.rawValue)
+            XCTAssertEqual(try JSONDecoder().decode(TensorNames.self, from: JSONSerialization.data(withJSONObject: object)).expertLayout, layout)
+        }
     }
 
     /// The per-expert tensors are the fused ones transposed and de-interleaved: gate row j is

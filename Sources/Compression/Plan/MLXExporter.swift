@@ -32,7 +32,7 @@ public struct MLXExporter {
         let description = try store.modelDescription()
         let kept = try PlanExporter.uniformExpertCount(plan, description: description, fingerprint: try store.fingerprint())
         try PlanExporter.refuseShrunk(plan, format: "MLX")
-        if description.family == .gptOss {
+        if description.names.expertLayout == .fusedInterleavedGateUp {
             // mlx-lm's gpt_oss stacks experts with their biases under its own names; not written here.
             throw PlanError.invalid(plan: plan.name, reason: "MLX export of gpt-oss (biased experts in mlx-lm's own gpt_oss layout) is not implemented; use --format hf")
         }

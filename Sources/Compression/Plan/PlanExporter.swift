@@ -83,7 +83,7 @@ public struct PlanExporter {
             guard let original = try store.expertRecord(ExpertKey(layer: l, expert: 0)) else {   // dtypes and shapes of this layer's imported experts
                 throw StoreError.missingRecord(path: store.path, record: "expert record (\(ExpertKey(layer: l, expert: 0)))")
             }
-            if description.family == .gptOss {
+            if description.names.expertLayout == .fusedInterleavedGateUp {
                 // gpt-oss's fused layout. Imported experts' bytes are copied; merged and
                 // quantized ones are rebuilt in f32 (dequantized, biases as kept) and written
                 // in the imported dtypes, each merged group once per member.

@@ -54,7 +54,7 @@ public struct StoreExporter {
         var tensorCount = dense.names.count
         for layer in description.moeLayerIndices {
             let moe = description.layers[layer].moe!
-            if description.family == .gptOss {
+            if description.names.expertLayout == .fusedInterleavedGateUp {
                 // gpt-oss's checkpoint layout: each layer's experts fused, as transformers loads them.
                 let layouts = try experts.layouts(ExpertKey(layer: layer, expert: 0))
                 tensorBytes += layouts.reduce(0) { $0 + $1.byteCount } * moe.expertCount

@@ -44,6 +44,6 @@ enum GptOss {
         return try common.description(
             family: .gptOss, attention: attention, rope: try common.rope(dimensions: try common.headDim, defaultTheta: 150_000),
             layers: Array(repeating: .moe(moe), count: layerCount),
-            names: TensorNames(routerModule: "router"), tiedByDefault: false, defaultEpsilon: 1e-5)
+            names: TensorNames(routerModule: "router", expertLayout: .fusedInterleavedGateUp), tiedByDefault: false, defaultEpsilon: 1e-5)
     }
 }

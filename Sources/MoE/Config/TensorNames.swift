@@ -13,10 +13,13 @@ public struct TensorNames: Codable, Sendable, Equatable {
     public var sharedExpertGate: String?
     /// The router's module inside the MoE block: `gate`, or `router` (gpt-oss).
     public var routerModule: String
+    /// How the checkpoint stores the experts, and so how exports write them.
+    public var expertLayout: ExpertTensorLayout
 
     public init(moeModule: String = "mlp", expertGate: String = "gate_proj", expertUp: String = "up_proj",
                 expertDown: String = "down_proj", sharedExpertModule: String? = nil, sharedExpertGate: String? = nil,
-                routerModule: String = "gate") {
+                routerModule: String = "gate", expertLayout: ExpertTensorLayout = .perExpert) {
+        self.expertLayout = expertLayout
         self.moeModule = moeModule
         self.routerModule = routerModule
         self.expertGate = expertGate
@@ -31,17 +34,21 @@ public struct TensorNames: Codable, Sendable, Equatable {
     public let outputHead = "lm_head.weight"
 
     enum CodingKeys: String, CodingKey {
-        case moeModule, expertGate, expertUp, expertDown, sharedExpertModule, sharedExpertGate, routerModule
+        case moeModule, expertGate, expertUp, expertDown, sharedExpertModule, sharedExpertGate, routerModule, expertLayout
     }
 
-    /// Names stored before gpt-oss have no `routerModule` (it was always `gate`).
+    /// Names stored before gpt-oss have no `routerModule` (it was always `gate`); names stored
+    /// before `expertLayout` existed had gpt-oss (router module `router`) as the one fused family.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        let routerModule = try c.decodeIfPresent(String.self, forKey: .routerModule) ?? "gate"
         self.init(moeModule: try c.decode(String.self, forKey: .moeModule), expertGate: try c.decode(String.self, forKey: .expertGate),
                   expertUp: try c.decode(String.self, forKey: .expertUp), expertDown: try c.decode(String.self, forKey: .expertDown),
                   sharedExpertModule: try c.decodeIfPresent(String.self, forKey: .sharedExpertModule),
                   sharedExpertGate: try c.decodeIfPresent(String.self, forKey: .sharedExpertGate),
-                  routerModule: try c.decodeIfPresent(String.self, forKey: .routerModule) ?? "gate")
+                  routerModule: routerModule,
+                  expertLayout: try c.decodeIfPresent(ExpertTensorLayout.self, forKey: .expertLayout)
+                      ?? (routerModule == "router" ? .fusedInterleavedGateUp : .perExpert))
     }
 
     public func layer(_ l: Int) -> String { "model.layers.\(l)." }
